@@ -1,0 +1,80 @@
+# vigil - thin wrapper around CMake. `make run` starts vigil on this host;
+# `make test` runs every test in a normal and a sanitizer (ASan+UBSan)
+# build. Both install what they need first (`make deps`).
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian 12 packages needed to build and test. Each later module adds its
+# own here, with the reason in docs/dependencies.md.
+DEPS := build-essential cmake pkg-config clang-format \
+        libuv1-dev libinih-dev libcmocka-dev python3
+
+RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
+             'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'
+
+.PHONY: all deps build build-asan run test test-unit format format-check \
+        bench install clean
+
+all: build
+
+# Installs only what is missing, without prompting; idempotent.
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+	    grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+$(ASAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DVIGIL_SANITIZE=ON
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+run: build
+	@echo "vigil: watching this host (conf/vigil.ini); Ctrl-C stops."
+	./$(BUILD)/vigil run -c conf/vigil.ini $(foreach s,$(RUN_PRINT),--print $(s))
+
+test: build build-asan format-check
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(ASAN_BUILD) && \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS)
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit -j $(JOBS)
+
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
+format:
+	clang-format -i $(SOURCES)
+
+format-check:
+	@clang-format --dry-run --Werror $(SOURCES) || \
+	  { echo "make format-check: run 'make format'"; exit 1; }
+
+bench: build
+	./$(BUILD)/bench_bus
+	bench/overhead.sh ./$(BUILD)/vigil
+
+install: build
+	cmake --install $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,497 @@
+/* daemon - vigil run / vigil check: the loop and everything on it. */
+#include "daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "bus.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+#include "plug.h"
+#include "print.h"
+#include "schedule.h"
+
+#define DAEMON_RELOAD_HOOKS 16
+/* Give plugins this long to close their handles at shutdown. */
+#define DAEMON_STOP_GRACE_MS 5000
+
+/* The [vigil] section. */
+struct daemon_conf {
+    const char *plugin_dir;
+    const char *rules_dir;
+    int log_level;
+    int64_t interval_ms;
+    int64_t window;
+    int64_t max_series;
+    int64_t lag_interval_ms;
+};
+
+#define OFF(f) offsetof(struct daemon_conf, f)
+static const struct vigil_option daemon_options[] = {
+    {"plugin_dir", VIGIL_OPT_STRING, NULL, OFF(plugin_dir),
+     "where plugins are loaded from (default: next to the binary)", 0, NULL},
+    {"rules_dir", VIGIL_OPT_STRING, "../rules", OFF(rules_dir),
+     "runbooks directory, relative to this file", 0, NULL},
+    {"log_level", VIGIL_OPT_ENUM, "info", OFF(log_level),
+     "most verbose level written", 0, "error|warn|info|debug"},
+    {"interval", VIGIL_OPT_DURATION, "10s", OFF(interval_ms),
+     "default collection interval", 0, NULL},
+    {"window", VIGIL_OPT_INT, "120", OFF(window),
+     "samples kept in memory per series (rules may ask for more)", 0, NULL},
+    {"max_series", VIGIL_OPT_INT, "100000", OFF(max_series),
+     "most series the bus accepts", 0, NULL},
+    {"loop_lag_interval", VIGIL_OPT_DURATION, "100ms", OFF(lag_interval_ms),
+     "how often the loop measures its own lag", 0, NULL},
+    {NULL, 0, NULL, 0, NULL, 0, NULL},
+};
+#undef OFF
+
+/* Sections the core knows; later modules append theirs. */
+static const char daemon_sections[] = "vigil, plugin";
+
+struct daemon {
+    uv_loop_t loop;
+    struct cfg *cfg;
+    struct daemon_conf conf;
+    struct bus *bus;
+    struct plug_set *plugs;
+    struct print *print;
+
+    uv_signal_t sig[3];
+    uv_timer_t lag_timer;
+    uv_timer_t for_timer;
+    uv_timer_t grace_timer;
+    uv_check_t flush_check;
+    struct sched_timer self_timer;
+    int stopping;
+    int handles_up;
+
+    int64_t lag_expected_ns; /* monotonic time the lag timer is due */
+    double lag_max_ms;       /* worst lag since the last self tick */
+    int64_t self_last_mono;
+    double self_last_cpu_s;
+
+    vigil_series_id id_lag, id_samples, id_series, id_cpu, id_rss,
+        id_running, id_failed;
+
+    struct {
+        daemon_reload_cb cb;
+        void *arg;
+    } reload[DAEMON_RELOAD_HOOKS];
+    unsigned nreload;
+};
+
+static void report_diag(const struct cfg_diag *diag)
+{
+    unsigned shown = diag->n < CFG_DIAG_MAX ? diag->n : CFG_DIAG_MAX;
+
+    for (unsigned i = 0; i < shown; i++) {
+        fprintf(stderr, "%s\n", diag->msg[i]);
+    }
+    if (diag->n > shown) {
+        fprintf(stderr, "... and %u more problems\n", diag->n - shown);
+    }
+}
+
+/* Load the config and the [vigil] section. Problems go to diag. */
+static int load_config(const struct daemon_opts *o, struct daemon *d,
+                       struct cfg_diag *diag)
+{
+    int rc;
+
+    if (o->config_path != NULL) {
+        rc = cfg_load(o->config_path, &d->cfg, diag);
+        if (rc == VIGIL_ENOENT) {
+            cfg_diag_add(diag, "%s: cannot open the config file",
+                         o->config_path);
+            return rc;
+        }
+    } else {
+        rc = cfg_load_string(o->config_name, o->config_text, &d->cfg, diag);
+    }
+    if (d->cfg == NULL) {
+        return rc ? rc : VIGIL_ENOMEM;
+    }
+    struct cfg_section *sec = cfg_first(d->cfg, "vigil");
+    if (sec != NULL && (sec->name != NULL || cfg_next(sec, "vigil"))) {
+        cfg_diag_add(diag, "%s:%d: there is one [vigil] section and it takes "
+                     "no name", sec->file, sec->line);
+    }
+    cfg_apply(d->cfg, daemon_options, sec, NULL, &d->conf, diag);
+    if (d->conf.window < 2 || d->conf.window > 1000000) {
+        cfg_diag_add(diag, "%s: [vigil] window must be 2..1000000",
+                     cfg_path(d->cfg));
+    }
+    if (d->conf.max_series < 1 || d->conf.max_series > 10000000) {
+        cfg_diag_add(diag, "%s: [vigil] max_series must be 1..10000000",
+                     cfg_path(d->cfg));
+    }
+    if (d->conf.interval_ms < 1 || d->conf.lag_interval_ms < 1) {
+        cfg_diag_add(diag, "%s: [vigil] intervals must be at least 1ms",
+                     cfg_path(d->cfg));
+    }
+    return diag->n ? VIGIL_ECONFIG : 0;
+}
+
+static const char *plugin_dir(const struct daemon_opts *o, struct daemon *d)
+{
+    if (o->plugin_dir != NULL) {
+        return o->plugin_dir;
+    }
+    if (d->conf.plugin_dir != NULL) {
+        return cfg_resolve_path(d->cfg, d->conf.plugin_dir);
+    }
+    return plug_default_dir();
+}
+
+int daemon_check(const struct daemon_opts *o)
+{
+    struct daemon d;
+    struct cfg_diag *diag = malloc(sizeof(*diag));
+    struct bus_limits lim;
+    int rc = 2;
+
+    memset(&d, 0, sizeof(d));
+    if (diag == NULL) {
+        return 1;
+    }
+    cfg_diag_init(diag);
+    load_config(o, &d, diag);
+    if (d.cfg != NULL) {
+        bus_limits_default(&lim);
+        struct plug_env env = {.loop = NULL,
+                               .plugin_dir = plugin_dir(o, &d),
+                               .default_interval_ms = d.conf.interval_ms};
+        if (bus_create(&lim, &env.bus) == 0 &&
+            plug_set_create(&env, &d.plugs) == 0) {
+            plug_set_configure(d.plugs, d.cfg, 1, diag);
+        }
+        cfg_check_unclaimed(d.cfg, daemon_sections, diag);
+        plug_set_destroy(d.plugs);
+        bus_destroy(env.bus);
+    }
+    report_diag(diag);
+    if (diag->n == 0) {
+        printf("%s: OK\n", o->config_path ? o->config_path : o->config_name);
+        rc = 0;
+    }
+    cfg_destroy(d.cfg);
+    free(diag);
+    return rc;
+}
+
+int daemon_on_reload(struct daemon *d, daemon_reload_cb cb, void *arg)
+{
+    if (d->nreload == DAEMON_RELOAD_HOOKS) {
+        return VIGIL_ELIMIT;
+    }
+    d->reload[d->nreload].cb = cb;
+    d->reload[d->nreload].arg = arg;
+    d->nreload++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- self */
+
+static void on_lag_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    int64_t now = clock_mono_ns();
+    double lag_ms = (double)(now - d->lag_expected_ns) / 1e6;
+
+    if (lag_ms < 0) {
+        lag_ms = 0; /* libuv rounds timers to whole milliseconds */
+    }
+    if (lag_ms > d->lag_max_ms) {
+        d->lag_max_ms = lag_ms;
+    }
+    d->lag_expected_ns = now + d->conf.lag_interval_ms * 1000000;
+}
+
+static double self_cpu_seconds(void)
+{
+    struct rusage ru;
+
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Resident set size from /proc/self/statm; 0 when unreadable. */
+static double self_rss_bytes(void)
+{
+    char buf[128];
+    unsigned long size = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL) {
+        return 0;
+    }
+    if (fgets(buf, sizeof(buf), f) == NULL ||
+        sscanf(buf, "%lu %lu", &size, &rss) != 2) {
+        rss = 0;
+    }
+    fclose(f);
+    return (double)rss * (double)sysconf(_SC_PAGESIZE);
+}
+
+static void on_self_tick(struct sched_timer *t, int64_t boundary_ns)
+{
+    struct daemon *d = t->data;
+    int64_t now = clock_wall_ns();
+    int64_t mono = clock_mono_ns();
+    double cpu = self_cpu_seconds();
+    unsigned running, failed;
+
+    (void)boundary_ns;
+    bus_publish(d->bus, d->id_lag, now, d->lag_max_ms);
+    d->lag_max_ms = 0;
+    if (d->self_last_mono != 0) {
+        double wall_s = (double)(mono - d->self_last_mono) / 1e9;
+        bus_publish(d->bus, d->id_cpu, now,
+                    100.0 * (cpu - d->self_last_cpu_s) / wall_s);
+    }
+    d->self_last_mono = mono;
+    d->self_last_cpu_s = cpu;
+    bus_publish(d->bus, d->id_rss, now, self_rss_bytes());
+    plug_set_counts(d->plugs, &running, &failed);
+    bus_publish(d->bus, d->id_running, now, running);
+    bus_publish(d->bus, d->id_failed, now, failed);
+    bus_publish(d->bus, d->id_series, now, bus_series_count(d->bus));
+    bus_publish(d->bus, d->id_samples, now,
+                (double)bus_samples_total(d->bus));
+}
+
+static int self_series(struct daemon *d)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } s[] = {
+        {"vigil.loop.lag_ms", offsetof(struct daemon, id_lag)},
+        {"vigil.bus.samples_total", offsetof(struct daemon, id_samples)},
+        {"vigil.bus.series", offsetof(struct daemon, id_series)},
+        {"vigil.process.cpu_pct", offsetof(struct daemon, id_cpu)},
+        {"vigil.process.rss_bytes", offsetof(struct daemon, id_rss)},
+        {"vigil.plugins.running", offsetof(struct daemon, id_running)},
+        {"vigil.plugins.failed", offsetof(struct daemon, id_failed)},
+    };
+    struct vigil_err err = {0};
+
+    for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++) {
+        vigil_series_id *id = (vigil_series_id *)((char *)d + s[i].off);
+        if (bus_intern(d->bus, s[i].name, NULL, 0, id, &err) != 0) {
+            log_error("core", "%s", err.msg);
+            return err.code;
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- stop */
+
+static void close_all(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        uv_close(h, NULL);
+    }
+}
+
+static void on_grace_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+
+    log_error("core", "plugins did not close their handles within %d ms; "
+              "closing them", DAEMON_STOP_GRACE_MS);
+    uv_walk(&d->loop, close_all, NULL);
+}
+
+static void daemon_stop(struct daemon *d, const char *why)
+{
+    if (d->stopping) {
+        return;
+    }
+    d->stopping = 1;
+    log_info("core", "stopping (%s)", why);
+    plug_set_stop(d->plugs);
+    for (int i = 0; i < 3; i++) {
+        uv_close((uv_handle_t *)&d->sig[i], NULL);
+    }
+    uv_close((uv_handle_t *)&d->lag_timer, NULL);
+    uv_close((uv_handle_t *)&d->for_timer, NULL);
+    uv_close((uv_handle_t *)&d->flush_check, NULL);
+    sched_close(&d->self_timer, NULL);
+    /* The grace timer does not keep the loop alive: it only fires if a
+     * plugin leaves a handle open. */
+    uv_timer_start(&d->grace_timer, on_grace_timer, DAEMON_STOP_GRACE_MS, 0);
+    uv_unref((uv_handle_t *)&d->grace_timer);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct daemon *d = s->data;
+
+    if (signum == SIGHUP) {
+        log_info("core", "SIGHUP: reloading (%u hooks)", d->nreload);
+        for (unsigned i = 0; i < d->nreload; i++) {
+            d->reload[i].cb(d->reload[i].arg);
+        }
+        return;
+    }
+    daemon_stop(d, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_for_timer(uv_timer_t *t)
+{
+    daemon_stop(t->data, "--for elapsed");
+}
+
+static void on_flush(uv_check_t *c)
+{
+    struct daemon *d = c->data;
+
+    print_flush(d->print);
+}
+
+/* ---------------------------------------------------------------- run */
+
+/* Signals, timers and the flush check. Intervals were validated with the
+ * config, so nothing here can fail. */
+static void start_handles(struct daemon *d, const struct daemon_opts *o)
+{
+    static const int signums[3] = {SIGINT, SIGTERM, SIGHUP};
+    uv_loop_t *loop = &d->loop;
+
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(loop, &d->sig[i]);
+        d->sig[i].data = d;
+        uv_signal_start(&d->sig[i], on_signal, signums[i]);
+    }
+    uv_timer_init(loop, &d->lag_timer);
+    d->lag_timer.data = d;
+    d->lag_expected_ns = clock_mono_ns() + d->conf.lag_interval_ms * 1000000;
+    uv_timer_start(&d->lag_timer, on_lag_timer,
+                   (uint64_t)d->conf.lag_interval_ms,
+                   (uint64_t)d->conf.lag_interval_ms);
+    uv_timer_init(loop, &d->for_timer);
+    d->for_timer.data = d;
+    if (o->run_for_ms > 0) {
+        uv_timer_start(&d->for_timer, on_for_timer, (uint64_t)o->run_for_ms,
+                       0);
+    }
+    uv_timer_init(loop, &d->grace_timer);
+    d->grace_timer.data = d;
+    uv_check_init(loop, &d->flush_check);
+    d->flush_check.data = d;
+    uv_check_start(&d->flush_check, on_flush);
+    sched_init(loop, &d->self_timer, d->conf.interval_ms, 0, on_self_tick);
+    d->self_timer.data = d;
+    sched_start(&d->self_timer);
+}
+
+static void log_open_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    log_error("core", "handle still open at exit: %s",
+              uv_handle_type_name(h->type));
+}
+
+/* Build everything up to a running loop; returns an exit code != 0 on
+ * failure (after reporting). */
+static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
+                        struct cfg_diag *diag)
+{
+    struct bus_limits lim;
+    struct vigil_err err = {0};
+
+    load_config(o, d, diag);
+    if (diag->n > 0) {
+        return 2;
+    }
+    log_set_level(d->conf.log_level);
+    bus_limits_default(&lim);
+    lim.window_default = (uint32_t)d->conf.window;
+    lim.max_series = (uint32_t)d->conf.max_series;
+    if (bus_create(&lim, &d->bus) != 0 || self_series(d) != 0) {
+        return 1;
+    }
+    if (o->nprint > 0 &&
+        print_create(d->bus, o->print, o->nprint, stdout, &d->print, &err)) {
+        fprintf(stderr, "--print: %s\n", err.msg);
+        return 2;
+    }
+    struct plug_env env = {.loop = &d->loop,
+                           .bus = d->bus,
+                           .plugin_dir = plugin_dir(o, d),
+                           .default_interval_ms = d->conf.interval_ms};
+    if (plug_set_create(&env, &d->plugs) != 0) {
+        return 1;
+    }
+    plug_set_configure(d->plugs, d->cfg, 0, diag);
+    cfg_check_unclaimed(d->cfg, daemon_sections, diag);
+    /* A plugin that cannot start is reported and skipped; the config
+     * itself must be right. */
+    for (unsigned i = 0; i < diag->n && i < CFG_DIAG_MAX; i++) {
+        log_error("config", "%s", diag->msg[i]);
+    }
+    return 0;
+}
+
+int daemon_run(const struct daemon_opts *o)
+{
+    struct daemon *d = calloc(1, sizeof(*d));
+    struct cfg_diag *diag = malloc(sizeof(*diag));
+    unsigned running, failed;
+    int rc = 1;
+
+    if (d == NULL || diag == NULL || uv_loop_init(&d->loop) != 0) {
+        free(d);
+        free(diag);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    cfg_diag_init(diag);
+    rc = daemon_setup(d, o, diag);
+    if (rc != 0) {
+        report_diag(diag);
+        goto out;
+    }
+    start_handles(d, o);
+    d->handles_up = 1;
+    plug_set_start(d->plugs);
+    plug_set_counts(d->plugs, &running, &failed);
+    log_info("core", "vigil %s running: config %s, %u plugin instances "
+             "(%u failed), %u series", VIGIL_VERSION, cfg_path(d->cfg),
+             running, failed, bus_series_count(d->bus));
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    if (d->plugs != NULL && !d->stopping) {
+        plug_set_stop(d->plugs);
+    }
+    /* Run the close callbacks of everything stopped above, then close the
+     * (unreferenced) grace timer, which kept no loop iteration alive. */
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    if (d->handles_up) {
+        uv_close((uv_handle_t *)&d->grace_timer, NULL);
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+    }
+    plug_set_destroy(d->plugs);
+    print_destroy(d->print);
+    bus_destroy(d->bus);
+    cfg_destroy(d->cfg);
+    if (uv_loop_close(&d->loop) != 0) {
+        uv_walk(&d->loop, log_open_handle, NULL);
+        rc = rc ? rc : 1;
+    }
+    free(diag);
+    free(d);
+    return rc;
+}
