@@ -10,7 +10,7 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian 12 packages needed to build and test. Each later module adds its
 # own here, with the reason in docs/dependencies.md.
 DEPS := build-essential cmake pkg-config clang-format \
-        libuv1-dev libinih-dev libcmocka-dev python3
+        libuv1-dev libinih-dev liblua5.4-dev libcmocka-dev python3
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'

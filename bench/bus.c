@@ -115,8 +115,8 @@ static int run_row(struct row *row, uint64_t publishes, double *sink)
             rc = bus_subscribe(bus, &sel, sink_sample, NULL, &acc, &sub);
         }
         if (rc != 0) {
-            fprintf(stderr, "bench_bus: subscribe: %s %s\n",
-                    vigil_strerror(rc), err.msg);
+            fprintf(stderr, "bench_bus: subscribe: %s %s\n", vigil_strerror(rc),
+                    err.msg);
             goto out;
         }
     }
@@ -140,8 +140,9 @@ static int run_row(struct row *row, uint64_t publishes, double *sink)
     t1 = mono_ns();
     row->ns_publish = (double)(t1 - t0) / (double)(rounds * row->series);
     if (row->subs && acc.n != rounds * row->series) {
-        fprintf(stderr, "bench_bus: subscriber saw %llu samples, expected "
-                "%llu\n", (unsigned long long)acc.n,
+        fprintf(stderr,
+                "bench_bus: subscriber saw %llu samples, expected %llu\n",
+                (unsigned long long)acc.n,
                 (unsigned long long)(rounds * row->series));
         rc = VIGIL_ESTATE;
         goto out;
@@ -184,9 +185,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_bus [publishes-per-row >= 1000]\n");
         return 2;
     }
-    printf("bus_publish: %llu publishes per row, round-robin, window 120 "
-           "(full)\n",
-           (unsigned long long)publishes);
+    printf(
+        "bus_publish: %llu publishes per row, round-robin, window 120 (full)\n",
+        (unsigned long long)publishes);
     printf("bus_stat: %u calls round-robin, span %d s at 1 sample/s\n\n",
            STAT_CALLS, STAT_SAMPLES);
     printf("%8s %5s %12s %12s %12s %12s\n", "series", "subs", "ns/publish",
@@ -199,8 +200,8 @@ int main(int argc, char **argv)
                 return 1;
             }
             printf("%8u %5d %12.2f %12.1f %12.1f %12.1f\n", row.series,
-                   row.subs, row.ns_publish, 1e3 / row.ns_publish,
-                   row.ns_avg, row.ns_p95);
+                   row.subs, row.ns_publish, 1e3 / row.ns_publish, row.ns_avg,
+                   row.ns_p95);
             fflush(stdout);
             if (row.seen != STAT_SAMPLES) {
                 fprintf(stderr, "bench_bus: span held %.0f samples, not %d\n",

@@ -1,4 +1,23 @@
-/* bus - series registry, per-series windows and subscriptions. */
+/*
+ * bus - series registry, per-series windows and subscriptions.
+ *
+ * Layout: series are 64-byte structs in fixed chunks of 1024, indexed by id;
+ * an open-addressing table (linear probing, at most half full, no deletion
+ * since ids are never reused) maps the canonical key to the id. A series
+ * owns one allocation for its strings, its ring, and an array of pointers to
+ * the subscriptions that match it; a subscription keeps the ids of those
+ * series, so that unsubscribing touches only them.
+ *
+ * Patterns are resolved in bus_subscribe() (against existing series) and in
+ * bus_intern() (a new series against the live subscriptions), which leaves
+ * bus_publish() with a bounds check, win_push(), a counter and one indirect
+ * call per subscriber.
+ *
+ * Callbacks may intern, publish to other series, subscribe and unsubscribe.
+ * While any callback runs (bus.depth > 0) a subscription that is removed is
+ * silenced and parked; it leaves the series' arrays, which the dispatch
+ * loops index, when the outermost callback returns (bus_leave()).
+ */
 #include "bus.h"
 
 #include <assert.h>
@@ -21,15 +40,21 @@
 
 /* The longest canonical key: name{k="v",...} with every value byte
  * escaped, plus the NUL. Validation guarantees that keys fit. */
-#define BUS_KEY_SIZE                                                         \
-    (VIGIL_NAME_MAX + 2 +                                                    \
+#define BUS_KEY_SIZE                                                           \
+    (VIGIL_NAME_MAX + 2 +                                                      \
      VIGIL_LABELS_MAX * (VIGIL_LABEL_KEY_MAX + 4 + 2 * VIGIL_LABEL_VALUE_MAX))
 
+/* Subscribers per series: a few live inside the series, so that one or two
+ * subscribers cost no extra cache miss on publish; past that a heap array
+ * takes over, up to BUS_SUBS_MAX. */
+#define BUS_SUBS_INLINE 2
+#define BUS_SUBS_MAX UINT16_MAX
+
 struct bus_sub {
-    struct bus_selector sel;
+    /* What bus_publish() reads first, away from the 2.7 KB selector. */
     bus_sample_cb sample_cb;
-    bus_series_cb series_cb;
     void *arg;
+    bus_series_cb series_cb;
     /* Live subscriptions in subscription order; next also links the
      * subscriptions waiting to be freed (bus.dead). */
     struct bus_sub *prev, *next;
@@ -38,21 +63,25 @@ struct bus_sub {
     vigil_series_id *ids;
     uint32_t nids, ids_cap;
     int dead;
+    struct bus_selector sel;
 };
 
-/* The fields bus_publish() touches come first: with 64-byte series in
- * 64-byte aligned chunks they share one cache line. */
+/* 64 bytes in 64-byte aligned chunks: everything bus_publish() touches,
+ * up to BUS_SUBS_INLINE subscribers included, is in one cache line. */
 struct bus_series {
     struct win win;
-    uint32_t nsubs;
-    uint32_t subs_cap; /* bounded by the number of subscriptions */
-    struct bus_sub **subs;
+    uint16_t nsubs;
+    uint16_t subs_cap;
+    uint16_t nlabels;
+    uint16_t key_off;      /* the key is at (char *)labels + key_off */
+    struct bus_sub **subs; /* inl, or a heap array once that is full */
+    struct bus_sub *inl[BUS_SUBS_INLINE];
     /* One allocation: labels[nlabels], then the name, the key and the
      * label strings. */
     struct vigil_label *labels;
-    const char *key;
-    uint32_t nlabels;
 };
+_Static_assert(sizeof(void *) != 8 || sizeof(struct bus_series) == 64,
+               "struct bus_series should fill one cache line");
 
 struct bus_slot {
     uint32_t hash;
@@ -75,6 +104,7 @@ struct bus {
     struct bus_limits lim;
 };
 
+/* The defaults of bus.h. Does not fail. */
 void bus_limits_default(struct bus_limits *lim)
 {
     lim->max_series = 100000;
@@ -117,23 +147,22 @@ static const char *bus_byte_desc(unsigned char c, char *buf, size_t size)
 }
 
 /* Check an identifier: [A-Za-z_] then [A-Za-z0-9_] (and '.' when dots is
- * set), shorter than max. `what` and `series` make the message. */
+ * set), shorter than max. what names it in the message ("series name",
+ * "series 'm': label key"). */
 static int bus_check_ident(const char *s, size_t max, int dots,
-                           const char *what, const char *series,
-                           struct vigil_err *err)
+                           const char *what, struct vigil_err *err)
 {
     char desc[16];
     size_t len;
 
     if (s == NULL || s[0] == '\0') {
-        return err_set(err, VIGIL_EINVAL, "%s%s%s is empty", series,
-                       series[0] ? ": " : "", what);
+        return err_set(err, VIGIL_EINVAL, "%s is empty", what);
     }
     len = strnlen(s, max);
     if (len >= max) {
-        return err_set(err, VIGIL_EINVAL, "%s%s%s '%.*s...' is longer than "
-                       "%zu bytes", series, series[0] ? ": " : "", what,
-                       40, s, max - 1);
+        return err_set(err, VIGIL_EINVAL,
+                       "%s '%.40s...' is longer than %zu bytes", what, s,
+                       max - 1);
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -142,12 +171,11 @@ static int bus_check_ident(const char *s, size_t max, int dots,
             (i > 0 && dots && c == '.')) {
             continue;
         }
-        return err_set(err, VIGIL_EINVAL, "%s%s%s '%s': %s at position %zu "
-                       "is not allowed (expected %s)", series,
-                       series[0] ? ": " : "", what, s,
-                       bus_byte_desc(c, desc, sizeof(desc)), i + 1,
-                       dots ? "[A-Za-z_][A-Za-z0-9_.]*"
-                            : "[A-Za-z_][A-Za-z0-9_]*");
+        return err_set(
+            err, VIGIL_EINVAL,
+            "%s '%s': %s at position %zu is not allowed (expected %s)", what, s,
+            bus_byte_desc(c, desc, sizeof(desc)), i + 1,
+            dots ? "[A-Za-z_][A-Za-z0-9_.]*" : "[A-Za-z_][A-Za-z0-9_]*");
     }
     return 0;
 }
@@ -159,21 +187,22 @@ static int bus_check_value(const char *name, const char *key, const char *v,
     size_t len;
 
     if (v == NULL) {
-        return err_set(err, VIGIL_EINVAL, "series '%s': label '%s' has no "
-                       "value", name, key);
+        return err_set(err, VIGIL_EINVAL,
+                       "series '%s': label '%s' has no value", name, key);
     }
     len = strnlen(v, VIGIL_LABEL_VALUE_MAX);
     if (len >= VIGIL_LABEL_VALUE_MAX) {
-        return err_set(err, VIGIL_EINVAL, "series '%s': label '%s' value is "
-                       "longer than %d bytes", name, key,
-                       VIGIL_LABEL_VALUE_MAX - 1);
+        return err_set(err, VIGIL_EINVAL,
+                       "series '%s': label '%s' value is longer than %d bytes",
+                       name, key, VIGIL_LABEL_VALUE_MAX - 1);
     }
     for (size_t i = 0; i < len; i++) {
         if (bus_is_ctrl((unsigned char)v[i])) {
-            return err_set(err, VIGIL_EINVAL, "series '%s': label '%s' "
-                           "value has %s at position %zu", name, key,
-                           bus_byte_desc((unsigned char)v[i], desc,
-                                         sizeof(desc)), i + 1);
+            return err_set(
+                err, VIGIL_EINVAL,
+                "series '%s': label '%s' value has %s at position %zu", name,
+                key, bus_byte_desc((unsigned char)v[i], desc, sizeof(desc)),
+                i + 1);
         }
     }
     return 0;
@@ -185,33 +214,31 @@ static int bus_check_value(const char *name, const char *key, const char *v,
  * selector cannot tell it from an absent label (as in Prometheus), so
  * keeping it would make two series that nothing can tell apart.
  */
-static int bus_check_series(const char *name,
-                            const struct vigil_label *labels, size_t *n,
-                            const struct vigil_label **sorted,
+static int bus_check_series(const char *name, const struct vigil_label *labels,
+                            size_t *n, const struct vigil_label **sorted,
                             struct vigil_err *err)
 {
+    char what[VIGIL_NAME_MAX + 32];
     size_t kept = 0;
     int rc;
 
-    rc = bus_check_ident(name, VIGIL_NAME_MAX, 1, "series name", "", err);
+    rc = bus_check_ident(name, VIGIL_NAME_MAX, 1, "series name", err);
     if (rc != 0) {
         return rc;
     }
     if (*n > VIGIL_LABELS_MAX) {
-        return err_set(err, VIGIL_EINVAL, "series '%s': %zu labels, at most "
-                       "%d allowed", name, *n, VIGIL_LABELS_MAX);
+        return err_set(err, VIGIL_EINVAL,
+                       "series '%s': %zu labels, at most %d allowed", name, *n,
+                       VIGIL_LABELS_MAX);
     }
     if (*n > 0 && labels == NULL) {
-        return err_set(err, VIGIL_EINVAL, "series '%s': labels missing",
-                       name);
+        return err_set(err, VIGIL_EINVAL, "series '%s': labels missing", name);
     }
+    snprintf(what, sizeof(what), "series '%s': label key", name);
     for (size_t i = 0; i < *n; i++) {
-        char series[VIGIL_NAME_MAX + 10];
         size_t j;
 
-        snprintf(series, sizeof(series), "series '%s'", name);
-        rc = bus_check_ident(labels[i].key, VIGIL_LABEL_KEY_MAX, 0,
-                             "label key", series, err);
+        rc = bus_check_ident(labels[i].key, VIGIL_LABEL_KEY_MAX, 0, what, err);
         if (rc != 0) {
             return rc;
         }
@@ -228,8 +255,9 @@ static int bus_check_series(const char *name,
     }
     for (size_t i = 0; i < *n; i++) {
         if (i > 0 && strcmp(sorted[i - 1]->key, sorted[i]->key) == 0) {
-            return err_set(err, VIGIL_EINVAL, "series '%s': duplicate label "
-                           "key '%s'", name, sorted[i]->key);
+            return err_set(err, VIGIL_EINVAL,
+                           "series '%s': duplicate label key '%s'", name,
+                           sorted[i]->key);
         }
     }
     for (size_t i = 0; i < *n; i++) {
@@ -290,6 +318,11 @@ static uint32_t bus_hash(const char *s, size_t len)
 
 /* ------------------------------------------------------------- registry */
 
+static const char *bus_key_of(const struct bus_series *s)
+{
+    return (const char *)s->labels + s->key_off;
+}
+
 /* The id of key, or BUS_NONE; *slot gets the empty slot where key would
  * go. */
 static uint32_t bus_lookup(const struct bus *bus, const char *key,
@@ -305,7 +338,7 @@ static uint32_t bus_lookup(const struct bus *bus, const char *key,
             return BUS_NONE;
         }
         if (e->hash == hash &&
-            strcmp(bus_series_at(bus, e->id1 - 1)->key, key) == 0) {
+            strcmp(bus_key_of(bus_series_at(bus, e->id1 - 1)), key) == 0) {
             return e->id1 - 1;
         }
         i = (i + 1) & bus->table_mask;
@@ -365,20 +398,30 @@ static int bus_chunk_reserve(struct bus *bus, vigil_series_id id)
 static void bus_series_fini(struct bus_series *s)
 {
     win_fini(&s->win);
-    free(s->subs);
+    if (s->subs != s->inl) {
+        free(s->subs);
+    }
     free(s->labels);
     memset(s, 0, sizeof(*s));
+}
+
+/* Copy len bytes of str and a NUL to p, which the caller sized; returns
+ * the byte after the NUL. */
+static char *bus_put(char *p, const char *str, size_t len)
+{
+    memcpy(p, str, len);
+    p[len] = '\0';
+    return p + len + 1;
 }
 
 /* Fill a zeroed series: the single allocation for its strings, then the
  * window. On failure the caller runs bus_series_fini(). */
 static int bus_series_init(struct bus *bus, struct bus_series *s,
-                           const char *name,
-                           const struct vigil_label *const *l, size_t n,
-                           const char *key, size_t keylen)
+                           const char *name, const struct vigil_label *const *l,
+                           size_t n, const char *key, size_t keylen)
 {
-    size_t size = n * sizeof(struct vigil_label) + strlen(name) + 1 +
-                  keylen + 1;
+    size_t size =
+        n * sizeof(struct vigil_label) + strlen(name) + 1 + keylen + 1;
     char *p;
 
     for (size_t i = 0; i < n; i++) {
@@ -388,21 +431,24 @@ static int bus_series_init(struct bus *bus, struct bus_series *s,
     if (s->labels == NULL) {
         return VIGIL_ENOMEM;
     }
-    s->nlabels = (uint32_t)n;
-    p = (char *)(s->labels + n);
-    p = stpcpy(p, name) + 1;
-    s->key = p;
-    memcpy(p, key, keylen + 1);
-    p += keylen + 1;
+    s->nlabels = (uint16_t)n;
+    p = bus_put((char *)(s->labels + n), name, strlen(name));
+    s->key_off = (uint16_t)(p - (char *)s->labels);
+    p = bus_put(p, key, keylen);
     for (size_t i = 0; i < n; i++) {
         s->labels[i].key = p;
-        p = stpcpy(p, l[i]->key) + 1;
+        p = bus_put(p, l[i]->key, strlen(l[i]->key));
         s->labels[i].value = p;
-        p = stpcpy(p, l[i]->value) + 1;
+        p = bus_put(p, l[i]->value, strlen(l[i]->value));
     }
+    s->subs = s->inl; /* the series never moves: chunks are fixed */
+    s->subs_cap = BUS_SUBS_INLINE;
     return win_init(&s->win, bus->lim.window_default);
 }
 
+/* Check the limits, then allocate the chunk table (sized for max_series),
+ * a small hash table and the scratch for window_default samples. Returns 0,
+ * VIGIL_EINVAL for inconsistent limits, or VIGIL_ENOMEM. */
 int bus_create(const struct bus_limits *lim, struct bus **out)
 {
     struct bus *bus;
@@ -448,6 +494,8 @@ static void bus_sub_free(struct bus_sub *sub)
     free(sub);
 }
 
+/* Free the subscriptions (live and parked), every series and the bus.
+ * Accepts NULL and a half-built bus. Does not fail. */
 void bus_destroy(struct bus *bus)
 {
     struct bus_sub *sub, *next;
@@ -482,8 +530,7 @@ void bus_destroy(struct bus *bus)
 
 /* ---------------------------------------------------------- subscribers */
 
-static const char *bus_label_value(const struct bus_series *s,
-                                   const char *key)
+static const char *bus_label_value(const struct bus_series *s, const char *key)
 {
     for (uint32_t i = 0; i < s->nlabels; i++) {
         int c = strcmp(s->labels[i].key, key);
@@ -507,8 +554,8 @@ static int bus_series_matches(const struct bus_series *s,
         return 0;
     }
     for (unsigned i = 0; i < sel->n; i++) {
-        int hit = fnmatch(sel->m[i].value,
-                          bus_label_value(s, sel->m[i].key), 0) == 0;
+        int hit =
+            fnmatch(sel->m[i].value, bus_label_value(s, sel->m[i].key), 0) == 0;
 
         if (hit == !!sel->m[i].negate) {
             return 0;
@@ -519,8 +566,7 @@ static int bus_series_matches(const struct bus_series *s,
 
 /* Stands in for a missing sample_cb and for a subscription that was
  * removed while callbacks run, so that publishing never tests for it. */
-static void bus_sample_nop(void *arg, vigil_series_id id, int64_t ts,
-                           double v)
+static void bus_sample_nop(void *arg, vigil_series_id id, int64_t ts, double v)
 {
     (void)arg;
     (void)id;
@@ -528,19 +574,29 @@ static void bus_sample_nop(void *arg, vigil_series_id id, int64_t ts,
     (void)v;
 }
 
-/* Add sub to series id's list and id to sub's: both or neither. */
+/* Add sub to series id's list and id to sub's: both or neither. Returns
+ * 0, VIGIL_ENOMEM or VIGIL_ELIMIT (BUS_SUBS_MAX subscribers already). */
 static int bus_attach(struct bus *bus, struct bus_series *s,
                       struct bus_sub *sub, vigil_series_id id)
 {
     if (s->nsubs == s->subs_cap) {
-        uint32_t cap = s->subs_cap ? s->subs_cap * 2 : 2;
-        struct bus_sub **p = realloc(s->subs, cap * sizeof(*p));
+        uint32_t cap = s->subs_cap * 2u;
+        struct bus_sub **p;
 
+        if (s->subs_cap == BUS_SUBS_MAX) {
+            return VIGIL_ELIMIT;
+        }
+        cap = cap > BUS_SUBS_MAX ? BUS_SUBS_MAX : cap;
+        p = malloc(cap * sizeof(*p));
         if (p == NULL) {
             return VIGIL_ENOMEM;
         }
+        memcpy(p, s->subs, s->nsubs * sizeof(*p));
+        if (s->subs != s->inl) {
+            free(s->subs);
+        }
         s->subs = p;
-        s->subs_cap = cap;
+        s->subs_cap = (uint16_t)cap;
     }
     if (sub->nids == sub->ids_cap) {
         uint32_t cap = sub->ids_cap ? sub->ids_cap * 2 : 8;
@@ -597,9 +653,12 @@ static void bus_leave(struct bus *bus)
     }
 }
 
+/* Validate, build the key on the stack, look it up; only a new series
+ * allocates. Its matching subscriptions are attached before it becomes
+ * visible and told about it (series_cb) after. */
 int bus_intern(struct bus *bus, const char *name,
-               const struct vigil_label *labels, size_t n,
-               vigil_series_id *out, struct vigil_err *err)
+               const struct vigil_label *labels, size_t n, vigil_series_id *out,
+               struct vigil_err *err)
 {
     const struct vigil_label *sorted[VIGIL_LABELS_MAX];
     char key[BUS_KEY_SIZE];
@@ -622,13 +681,14 @@ int bus_intern(struct bus *bus, const char *name,
     }
     id = bus->nseries;
     if (id >= bus->lim.max_series) {
-        return err_set(err, VIGIL_ELIMIT, "series limit reached: %u series "
-                       "exist (max_series = %u); cannot add %.200s", id,
-                       bus->lim.max_series, key);
+        return err_set(err, VIGIL_ELIMIT,
+                       "series limit reached: %u series exist (max_series = "
+                       "%u); cannot add %.200s",
+                       id, bus->lim.max_series, key);
     }
     if (bus_table_reserve(bus) != 0 || bus_chunk_reserve(bus, id) != 0) {
-        return err_set(err, VIGIL_ENOMEM, "out of memory adding series "
-                       "%.200s", key);
+        return err_set(err, VIGIL_ENOMEM, "out of memory adding series %.200s",
+                       key);
     }
     bus_lookup(bus, key, hash, &slot); /* the table may have grown */
     s = bus_series_at(bus, id);
@@ -645,6 +705,10 @@ int bus_intern(struct bus *bus, const char *name,
             s->subs[i]->nids--;
         }
         bus_series_fini(s);
+        if (rc == VIGIL_ELIMIT) {
+            return err_set(err, rc, "more than %u subscriptions match %.200s",
+                           BUS_SUBS_MAX, key);
+        }
         return err_set(err, rc, "out of memory adding series %.200s", key);
     }
     bus->table[slot].hash = hash;
@@ -666,9 +730,9 @@ int bus_intern(struct bus *bus, const char *name,
     return 0;
 }
 
+/* Like bus_intern() without creating: 0 or VIGIL_ENOENT. */
 int bus_find(const struct bus *bus, const char *name,
-             const struct vigil_label *labels, size_t n,
-             vigil_series_id *out)
+             const struct vigil_label *labels, size_t n, vigil_series_id *out)
 {
     const struct vigil_label *sorted[VIGIL_LABELS_MAX];
     char key[BUS_KEY_SIZE];
@@ -688,6 +752,7 @@ int bus_find(const struct bus *bus, const char *name,
     return 0;
 }
 
+/* The per-sample path: no allocation, no matching. Does not fail. */
 void bus_publish(struct bus *bus, vigil_series_id id, int64_t ts, double v)
 {
     struct bus_series *s;
@@ -714,11 +779,13 @@ void bus_publish(struct bus *bus, vigil_series_id id, int64_t ts, double v)
     bus_leave(bus);
 }
 
+/* Number of series; ids are 0 .. count - 1. Does not fail. */
 uint32_t bus_series_count(const struct bus *bus)
 {
     return bus->nseries;
 }
 
+/* Borrowed for the life of the bus; NULL for an unknown id. */
 const char *bus_series_name(const struct bus *bus, vigil_series_id id)
 {
     const struct bus_series *s;
@@ -730,6 +797,7 @@ const char *bus_series_name(const struct bus *bus, vigil_series_id id)
     return (const char *)(s->labels + s->nlabels);
 }
 
+/* Borrowed for the life of the bus; NULL and *n = 0 for an unknown id. */
 const struct vigil_label *bus_series_labels(const struct bus *bus,
                                             vigil_series_id id, size_t *n)
 {
@@ -744,16 +812,21 @@ const struct vigil_label *bus_series_labels(const struct bus *bus,
     return s->labels;
 }
 
+/* Borrowed for the life of the bus; NULL for an unknown id. */
 const char *bus_series_key(const struct bus *bus, vigil_series_id id)
 {
-    return id < bus->nseries ? bus_series_at(bus, id)->key : NULL;
+    return id < bus->nseries ? bus_key_of(bus_series_at(bus, id)) : NULL;
 }
 
+/* The series' window (its address is stable; its buffer moves on
+ * bus_reserve()). NULL for an unknown id. */
 const struct win *bus_window(const struct bus *bus, vigil_series_id id)
 {
     return id < bus->nseries ? &bus_series_at(bus, id)->win : NULL;
 }
 
+/* Returns 0, VIGIL_ENOENT for an unknown id, or VIGIL_ENOMEM with the
+ * window unchanged. */
 int bus_reserve(struct bus *bus, vigil_series_id id, uint32_t cap)
 {
     struct win *w;
@@ -782,6 +855,8 @@ int bus_reserve(struct bus *bus, vigil_series_id id, uint32_t cap)
     return win_resize(w, cap);
 }
 
+/* win_stat() with the bus' scratch, which covers every window. Returns as
+ * win_stat(), or VIGIL_ENOENT for an unknown id. */
 int bus_stat(struct bus *bus, vigil_series_id id, struct win_stat st,
              int64_t now, int64_t span_ns, double *out)
 {
@@ -792,6 +867,7 @@ int bus_stat(struct bus *bus, vigil_series_id id, struct win_stat st,
                     bus->scratch, out);
 }
 
+/* 1 if the series matches, 0 if not or the id is unknown. */
 int bus_match(const struct bus *bus, vigil_series_id id,
               const struct bus_selector *sel)
 {
@@ -818,9 +894,13 @@ static int bus_selector_ok(const struct bus_selector *sel)
     return 1;
 }
 
+/* Returns 0; VIGIL_ENOMEM, or VIGIL_ELIMIT if a series already has
+ * BUS_SUBS_MAX subscribers (nothing subscribed, nobody called); or
+ * VIGIL_EINVAL for a hand-made selector with unterminated strings or too
+ * many matchers. A NULL sample_cb subscribes to series creation only. */
 int bus_subscribe(struct bus *bus, const struct bus_selector *sel,
-                  bus_sample_cb sample_cb, bus_series_cb series_cb,
-                  void *arg, struct bus_sub **out)
+                  bus_sample_cb sample_cb, bus_series_cb series_cb, void *arg,
+                  struct bus_sub **out)
 {
     struct bus_sub *sub;
     uint32_t n;
@@ -876,6 +956,8 @@ int bus_subscribe(struct bus *bus, const struct bus_selector *sel,
     return 0;
 }
 
+/* Stop both callbacks now; free at once, or when the outermost running
+ * callback returns. Accepts NULL. Does not fail. */
 void bus_unsubscribe(struct bus *bus, struct bus_sub *sub)
 {
     if (sub == NULL || sub->dead) {
@@ -907,6 +989,7 @@ void bus_unsubscribe(struct bus *bus, struct bus_sub *sub)
     bus->dead = sub;
 }
 
+/* Samples stored (unknown ids are not counted). Does not fail. */
 uint64_t bus_samples_total(const struct bus *bus)
 {
     return bus->samples_total;
@@ -933,8 +1016,8 @@ static int bus_parse_fail(struct bus_parse *ps, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return err_set(ps->err, VIGIL_EINVAL, "selector '%.200s': %s at column "
-                   "%zu", ps->text, what, (size_t)(ps->p - ps->text) + 1);
+    return err_set(ps->err, VIGIL_EINVAL, "selector '%.200s': %s at column %zu",
+                   ps->text, what, (size_t)(ps->p - ps->text) + 1);
 }
 
 static void bus_parse_space(struct bus_parse *ps)
@@ -1101,8 +1184,7 @@ int bus_selector_parse(const char *text, struct bus_selector *sel,
         char desc[16];
 
         bus_parse_fail(&ps, "unexpected %s",
-                       bus_byte_desc((unsigned char)*ps.p, desc,
-                                     sizeof(desc)));
+                       bus_byte_desc((unsigned char)*ps.p, desc, sizeof(desc)));
         goto out;
     }
     rc = 0;

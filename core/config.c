@@ -172,6 +172,39 @@ void cfg_diag_add(struct cfg_diag *d, const char *fmt, ...)
     }
 }
 
+/* The line number after the first ':' of "file:line: ...", or 0. */
+static long diag_line(const char *msg)
+{
+    const char *colon = strchr(msg, ':');
+
+    return colon ? strtol(colon + 1, NULL, 10) : 0;
+}
+
+/*
+ * Order the kept messages by line, keeping discovery order for equal lines
+ * (insertion sort: at most CFG_DIAG_MAX short entries). People read a
+ * config top to bottom. Does not fail.
+ */
+void cfg_diag_sort(struct cfg_diag *d)
+{
+    unsigned n = d->n < CFG_DIAG_MAX ? d->n : CFG_DIAG_MAX;
+    char tmp[VIGIL_ERR_MAX];
+
+    for (unsigned i = 1; i < n; i++) {
+        long li = diag_line(d->msg[i]);
+        unsigned j = i;
+        while (j > 0 && diag_line(d->msg[j - 1]) > li) {
+            j--;
+        }
+        if (j == i) {
+            continue;
+        }
+        memcpy(tmp, d->msg[i], sizeof(tmp));
+        memmove(d->msg[j + 1], d->msg[j], (size_t)(i - j) * sizeof(tmp));
+        memcpy(d->msg[j], tmp, sizeof(tmp));
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Small text helpers */
 

@@ -47,6 +47,8 @@ struct cfg_diag {
 void cfg_diag_init(struct cfg_diag *d);
 void cfg_diag_add(struct cfg_diag *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Order the messages by line number (stable). */
+void cfg_diag_sort(struct cfg_diag *d);
 
 struct cfg_entry {
     const char *key;

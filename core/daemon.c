@@ -87,10 +87,11 @@ struct daemon {
     unsigned nreload;
 };
 
-static void report_diag(const struct cfg_diag *diag)
+static void report_diag(struct cfg_diag *diag)
 {
     unsigned shown = diag->n < CFG_DIAG_MAX ? diag->n : CFG_DIAG_MAX;
 
+    cfg_diag_sort(diag);
     for (unsigned i = 0; i < shown; i++) {
         fprintf(stderr, "%s\n", diag->msg[i]);
     }
@@ -423,7 +424,8 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
         return 1;
     }
     if (o->nprint > 0 &&
-        print_create(d->bus, o->print, o->nprint, stdout, &d->print, &err)) {
+        print_create(d->bus, o->print, o->nprint, stdout,
+                     isatty(STDOUT_FILENO), &d->print, &err)) {
         fprintf(stderr, "--print: %s\n", err.msg);
         return 2;
     }

@@ -6,17 +6,7 @@
 
 const char *vigil_strerror(int code)
 {
-    switch (code) {
-    case VIGIL_OK:
-        return "success";
-#define XX(name, num, text)                                                  \
-    case VIGIL_##name:                                                       \
-        return text;
-        VIGIL_ERRNO_MAP(XX)
-#undef XX
-    default:
-        return "unknown error";
-    }
+    return vigil_error_text(code);
 }
 
 int err_setv(struct vigil_err *err, int code, const char *fmt, va_list ap)

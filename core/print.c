@@ -22,6 +22,7 @@ struct print {
     unsigned *owner;
     size_t owner_cap;
     int dirty;
+    int rounded;
 };
 
 void print_double(char *buf, size_t size, double v)
@@ -74,14 +75,19 @@ static void on_sample(void *arg, vigil_series_id id, int64_t ts, double v)
     if (id >= p->owner_cap || p->owner[id] != s->index + 1) {
         return;
     }
-    print_double(num, sizeof(num), v);
+    if (p->rounded) {
+        snprintf(num, sizeof(num), "%.6g", v);
+    } else {
+        print_double(num, sizeof(num), v);
+    }
     fprintf(p->out, "%lld %s %s\n", (long long)(ts / 1000000),
             bus_series_key(p->bus, id), num);
     p->dirty = 1;
 }
 
 int print_create(struct bus *bus, const char *const *selectors, size_t n,
-                 FILE *out, struct print **pp, struct vigil_err *err)
+                 FILE *out, int rounded, struct print **pp,
+                 struct vigil_err *err)
 {
     struct print *p = calloc(1, sizeof(*p));
     int rc = 0;
@@ -93,6 +99,7 @@ int print_create(struct bus *bus, const char *const *selectors, size_t n,
     }
     p->bus = bus;
     p->out = out;
+    p->rounded = rounded;
     for (size_t i = 0; i < n; i++) {
         struct bus_selector sel;
         rc = bus_selector_parse(selectors[i], &sel, err);

@@ -5,7 +5,8 @@
  *   <unix_ms> <series key> <value>
  *
  * e.g. `1764162620000 sys.cpu.busy_pct{cpu="total"} 12.5`. Values use the
- * shortest form that reads back exactly. A series matched by several
+ * shortest form that reads back exactly, or six significant digits when
+ * `rounded` is set (for a person at a terminal). A series matched by several
  * selectors is printed once. Output is buffered and flushed by
  * print_flush() (the daemon calls it once per loop iteration), so a burst
  * of samples costs one write.
@@ -22,7 +23,8 @@ struct print;
 /* Subscribe every selector (texts parsed with bus_selector_parse). out is
  * borrowed. Returns 0, VIGIL_EINVAL (message in err) or VIGIL_ENOMEM. */
 int print_create(struct bus *bus, const char *const *selectors, size_t n,
-                 FILE *out, struct print **pp, struct vigil_err *err);
+                 FILE *out, int rounded, struct print **pp,
+                 struct vigil_err *err);
 void print_flush(struct print *p);
 void print_destroy(struct print *p); /* unsubscribes; accepts NULL */
 

@@ -17,6 +17,8 @@ struct win_run {
     uint32_t n;
 };
 
+/* Allocate the ring. Returns 0, VIGIL_EINVAL for cap 0 (a window must at
+ * least hold the newest sample) or VIGIL_ENOMEM. */
 int win_init(struct win *w, uint32_t cap)
 {
     memset(w, 0, sizeof(*w));
@@ -31,6 +33,8 @@ int win_init(struct win *w, uint32_t cap)
     return 0;
 }
 
+/* Free the ring and zero the struct, so that a second call is harmless.
+ * Does not fail. */
 void win_fini(struct win *w)
 {
     free(w->buf);
@@ -43,6 +47,8 @@ static uint32_t win_oldest(const struct win *w)
     return w->head >= w->len ? w->head - w->len : w->head + w->cap - w->len;
 }
 
+/* Copy the newest min(len, cap) samples, oldest first, into a new buffer.
+ * Returns 0, VIGIL_EINVAL for cap 0, or VIGIL_ENOMEM with w unchanged. */
 int win_resize(struct win *w, uint32_t cap)
 {
     struct win_sample *buf;
@@ -78,6 +84,7 @@ int win_resize(struct win *w, uint32_t cap)
     return 0;
 }
 
+/* Borrowed until the next win_push() or win_resize(). Does not fail. */
 const struct win_sample *win_last(const struct win *w)
 {
     if (w->len == 0) {
@@ -109,9 +116,8 @@ struct win_walk {
 
 /* One piece of the backward walk of win_find(): returns where the samples
  * taken from p[0..*n) start and sets *n to their number. */
-static const struct win_sample *win_walk_back(struct win_walk *wk,
-                                             const struct win_sample *p,
-                                             uint32_t *n)
+static const struct win_sample *
+win_walk_back(struct win_walk *wk, const struct win_sample *p, uint32_t *n)
 {
     uint32_t k = *n, end;
 
@@ -347,8 +353,8 @@ static double win_lerp(double a, double b, double t)
     return t >= 0.5 ? b - d * (1.0 - t) : a + d * t;
 }
 
-static int win_quantile(const struct win_run *run, double q,
-                        double *scratch, double *out)
+static int win_quantile(const struct win_run *run, double q, double *scratch,
+                        double *out)
 {
     uint32_t lo, n = 0;
     int nan = 0;
@@ -390,6 +396,8 @@ static int win_quantile(const struct win_run *run, double q,
     return 0;
 }
 
+/* Returns 0, VIGIL_ENOENT (too few samples in the span), or VIGIL_EINVAL
+ * for an unknown kind, q outside [0, 1] or a quantile without scratch. */
 int win_stat(const struct win *w, struct win_stat st, int64_t now,
              int64_t span_ns, double *scratch, double *out)
 {
@@ -438,8 +446,7 @@ int win_stat(const struct win *w, struct win_stat st, int64_t now,
         if (last->ts <= first->ts) {
             return VIGIL_ENOENT;
         }
-        *out = win_increase(&run) /
-               ((double)(last->ts - first->ts) / NS_PER_S);
+        *out = win_increase(&run) / ((double)(last->ts - first->ts) / NS_PER_S);
         return 0;
     case WIN_SLOPE:
         return win_slope(&run, out);
@@ -451,11 +458,12 @@ int win_stat(const struct win *w, struct win_stat st, int64_t now,
 }
 
 static const char *const win_names[] = {
-    [WIN_LAST] = "last",   [WIN_AVG] = "avg",     [WIN_MIN] = "min",
-    [WIN_MAX] = "max",     [WIN_SUM] = "sum",     [WIN_COUNT] = "count",
-    [WIN_DELTA] = "delta", [WIN_RATE] = "rate",   [WIN_SLOPE] = "slope",
+    [WIN_LAST] = "last",   [WIN_AVG] = "avg",   [WIN_MIN] = "min",
+    [WIN_MAX] = "max",     [WIN_SUM] = "sum",   [WIN_COUNT] = "count",
+    [WIN_DELTA] = "delta", [WIN_RATE] = "rate", [WIN_SLOPE] = "slope",
 };
 
+/* Names are case-sensitive, as runbooks write them. */
 int win_stat_parse(const char *text, struct win_stat *st)
 {
     const char *p;
@@ -506,6 +514,7 @@ int win_stat_parse(const char *text, struct win_stat *st)
     return 0;
 }
 
+/* Returns buf ("" when size is 0); "?" for an unknown kind. */
 const char *win_stat_name(struct win_stat st, char *buf, unsigned size)
 {
     if (size == 0) {

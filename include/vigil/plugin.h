@@ -75,6 +75,22 @@ enum vigil_errno {
 #undef VIGIL_ERRNO_ENUM_
 };
 
+/* Text for a VIGIL_E* code. */
+static inline const char *vigil_error_text(int code)
+{
+    switch (code) {
+    case VIGIL_OK:
+        return "success";
+#define VIGIL_ERRNO_TEXT_(name, num, text)                                   \
+    case VIGIL_##name:                                                       \
+        return text;
+        VIGIL_ERRNO_MAP(VIGIL_ERRNO_TEXT_)
+#undef VIGIL_ERRNO_TEXT_
+    default:
+        return "unknown error";
+    }
+}
+
 /* Returned by collect() when the plugin will finish later through
  * host->collect_done(). */
 #define VIGIL_PENDING 1
@@ -180,8 +196,8 @@ struct vigil_host {
     uint32_t abi_version;
     uint32_t struct_size;
 
-    /* Intern a series: the metric name plus up to VIGIL_LABELS_MAX labels,
-     * in any order (the core sorts them and adds `instance` for named
+    /* Intern a series: the metric name plus up to VIGIL_LABELS_MAX labels
+     * (labels may be NULL when nlabels is 0), in any order (the core sorts them and adds `instance` for named
      * instances). The same name and labels always give the same id. Strings
      * are copied. Returns 0, VIGIL_EINVAL (bad name or label) or
      * VIGIL_ELIMIT (series limit reached). */
@@ -190,7 +206,9 @@ struct vigil_host {
                   vigil_series_id *out);
 
     /* Publish one sample. ts_ns is wall-clock nanoseconds since the epoch;
-     * 0 means now. Never allocates. Does not fail. */
+     * 0 means the start of the current collection inside collect() (so
+     * that all samples of one collection share a time), now elsewhere.
+     * Never allocates. Does not fail. */
     void (*publish)(vigil_instance *inst, vigil_series_id id, int64_t ts_ns,
                     double value);
 

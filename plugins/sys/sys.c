@@ -29,7 +29,8 @@
  * Memory: everything is allocated in init(); collect() reads into a stack
  * buffer and keeps per-CPU and per-device counters in bounded tables.
  * Series are interned on their first publication and their ids cached in
- * the tables, so that steady state makes no allocation and no lookup.
+ * the tables, so that in steady state a collection allocates nothing and
+ * asks the core for nothing but publish().
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -179,7 +180,7 @@ static const char *const sys_psi_names[SYS_NRES][SYS_PSI_KINDS][2] = {
 struct sys_cpu {
     uint64_t gen;
     struct sys_cpu_times prev;
-    char label[16]; /* "total" or the CPU number */
+    char label[24]; /* "total" or the CPU number */
     struct sys_sid sid[SYS_CPU_NMETRICS];
 };
 
@@ -247,30 +248,27 @@ struct sys {
     int series_logged;
 };
 
-static const char *sys_strerror(int code)
+/* What went wrong with a file, as text in ebuf or a static string. */
+static const char *sys_why(const struct sys_file *f, char *ebuf, size_t size)
 {
-    switch (code) {
-#define SYS_ERR_CASE_(name, c, text)                                           \
-    case c:                                                                    \
-        return text;
-        VIGIL_ERRNO_MAP(SYS_ERR_CASE_)
-#undef SYS_ERR_CASE_
-    default:
-        return "unknown error";
+    if (f->sys_errno != 0) {
+        return strerror_r(f->sys_errno, ebuf, size);
     }
+    return f->why != NULL ? f->why : vigil_error_text(f->err);
 }
 
-/* Tell the core what went wrong with a file, naming it; returns its code. */
+/* Tell the core what went wrong with a file, naming it (and the line, for
+ * what it could not parse); returns the file's error code. */
 static int sys_report(struct sys *s, const struct sys_file *f)
 {
     char ebuf[128];
 
     if (f->sys_errno != 0) {
         s->host->error(s->inst, "%s: %s", f->path,
-                       strerror_r(f->sys_errno, ebuf, sizeof(ebuf)));
+                       sys_why(f, ebuf, sizeof(ebuf)));
     } else {
         s->host->error(s->inst, "%s:%u: %s", f->path, f->lineno,
-                       f->why != NULL ? f->why : sys_strerror(f->err));
+                       sys_why(f, ebuf, sizeof(ebuf)));
     }
     return f->err;
 }
@@ -287,14 +285,22 @@ static void sys_emit(struct sys *s, struct sys_sid *sid, const char *name,
 
         if (rc != 0) {
             if (!s->series_logged) {
+                /* Once: the usual cause, the core's series limit, would
+                 * otherwise repeat for every series on every collection. */
                 s->series_logged = 1;
-                s->host->log(s->inst, VIGIL_LOG_WARN,
-                             "cannot create series %s%s%s%s: %s; it and any "
-                             "others refused are not published",
-                             name, label != NULL ? " " : "",
-                             label != NULL ? label->key : "",
-                             label != NULL ? label->value : "",
-                             sys_strerror(rc));
+                if (label != NULL) {
+                    s->host->log(s->inst, VIGIL_LOG_WARN,
+                                 "cannot create series %s{%s=\"%s\"}: %s; "
+                                 "it and any others refused are not "
+                                 "published",
+                                 name, label->key, label->value,
+                                 vigil_error_text(rc));
+                } else {
+                    s->host->log(s->inst, VIGIL_LOG_WARN,
+                                 "cannot create series %s: %s; it and any "
+                                 "others refused are not published",
+                                 name, vigil_error_text(rc));
+                }
             }
             return;
         }
@@ -324,7 +330,7 @@ static struct sys_dev *sys_dev_find(struct sys_devtab *t, const char *name)
         struct sys_dev *d = &t->v[k];
 
         if (d->name[0] != '\0' && strcmp(d->name, name) == 0) {
-            t->hint = k;
+            t->hint = (k + 1) % t->cap;
             return d;
         }
     }
@@ -413,8 +419,8 @@ static int sys_collect_cpu(struct sys *s, char *buf, size_t cap)
         } else if (s->cpus != NULL && !s->cpu_limit_logged) {
             s->cpu_limit_logged = 1;
             s->host->log(s->inst, VIGIL_LOG_WARN,
-                         "cpu%d appeared after start (%zu CPUs known); it "
-                         "is only counted in cpu=\"total\"",
+                         "cpu%d is beyond the %zu CPUs tracked; it is only "
+                         "counted in cpu=\"total\"",
                          t.cpu, s->ncpus);
         }
     }
@@ -610,7 +616,7 @@ static int sys_collect_res(struct sys *s, size_t i, char *buf, size_t cap)
     int rc, k;
 
     /* A pressure file that cannot be opened is not an error: PSI can be
-     * switched off, and cgroup-less kernels lack memory and io. */
+     * switched off at boot (psi=0), and then open() fails. */
     if (sys_file_open(&f, res->path, buf, cap) != 0) {
         sys_file_close(&f);
         return 0;
@@ -721,9 +727,7 @@ static int sys_cpus_init(struct sys *s)
         char ebuf[128];
 
         s->host->log(s->inst, VIGIL_LOG_ERROR, "%s: %s", f.path,
-                     f.sys_errno != 0
-                         ? strerror_r(f.sys_errno, ebuf, sizeof(ebuf))
-                         : (f.why != NULL ? f.why : sys_strerror(rc)));
+                     sys_why(&f, ebuf, sizeof(ebuf)));
         sys_file_close(&f);
         return rc;
     }
@@ -772,10 +776,7 @@ static void sys_psi_init(struct sys *s)
         s->host->log(s->inst, VIGIL_LOG_INFO,
                      "%s: %s; no pressure stall information "
                      "(sys.pressure.*) will be published",
-                     f.path,
-                     f.sys_errno != 0
-                         ? strerror_r(f.sys_errno, ebuf, sizeof(ebuf))
-                         : (f.why != NULL ? f.why : sys_strerror(rc)));
+                     f.path, sys_why(&f, ebuf, sizeof(ebuf)));
     }
     sys_file_close(&f);
 }

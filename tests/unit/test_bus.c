@@ -15,11 +15,14 @@
 
 #include "bus.h"
 
-#define L(k, v)                                                              \
-    {                                                                        \
-        (k), (v)                                                             \
+#define L(k, v)                                                                \
+    {                                                                          \
+        (k), (v)                                                               \
     }
 #define NL(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Series per chunk in bus.c (BUS_CHUNK): crossing it allocates. */
+#define BUS_CHUNK_TEST 1024u
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -117,8 +120,8 @@ static void subscribe(struct bus *bus, const char *text, struct rec *r,
     struct bus_selector sel;
 
     parse(text, &sel);
-    assert_int_equal(
-        bus_subscribe(bus, &sel, rec_sample, rec_series, r, sub), 0);
+    assert_int_equal(bus_subscribe(bus, &sel, rec_sample, rec_series, r, sub),
+                     0);
     assert_non_null(*sub);
 }
 
@@ -228,8 +231,7 @@ static void test_intern_idempotent(void **state)
     assert_int_equal(bus_find(bus, "sys.cpu.user_pct", NULL, 0, &found),
                      VIGIL_ENOENT);
     assert_int_equal(bus_find(bus, "nope", NULL, 0, &found), VIGIL_ENOENT);
-    assert_int_equal(bus_find(bus, "bad name", NULL, 0, &found),
-                     VIGIL_ENOENT);
+    assert_int_equal(bus_find(bus, "bad name", NULL, 0, &found), VIGIL_ENOENT);
     assert_int_equal(bus_series_count(bus), 2);
 
     /* An empty value is the same as no label: selectors cannot tell. */
@@ -245,7 +247,7 @@ static void test_intern_invalid(void **state)
     char longname[VIGIL_NAME_MAX + 1], longkey[VIGIL_LABEL_KEY_MAX + 1];
     char longval[VIGIL_LABEL_VALUE_MAX + 1];
     struct vigil_label many[VIGIL_LABELS_MAX + 1];
-    char keys[VIGIL_LABELS_MAX + 1][8];
+    char keys[VIGIL_LABELS_MAX + 1][16];
     struct bus *bus = new_bus(0, 0, 0);
     struct vigil_err err;
     vigil_series_id id;
@@ -455,24 +457,24 @@ static void test_selector_parse_errors(void **state)
         {"{a=b}", "selector '{a=b}': expected a metric name at column 1"},
         {"x{a}", "selector 'x{a}': expected '=' or '!=' at column 4"},
         {"x{a!b}", "selector 'x{a!b}': expected '=' or '!=' at column 4"},
-        {"x{a=\"b}", "selector 'x{a=\"b}': unterminated quoted value at "
-                     "column 5"},
-        {"x{a=\"b\\", "selector 'x{a=\"b\\': unterminated quoted value at "
-                      "column 5"},
+        {"x{a=\"b}",
+         "selector 'x{a=\"b}': unterminated quoted value at column 5"},
+        {"x{a=\"b\\",
+         "selector 'x{a=\"b\\': unterminated quoted value at column 5"},
         {"x{1a=b}", "selector 'x{1a=b}': expected a label key at column 3"},
         {"x{a=b}y", "selector 'x{a=b}y': unexpected 'y' at column 7"},
         {"x{a=b}}", "selector 'x{a=b}}': unexpected '}' at column 7"},
-        {"x{a=b c=d}", "selector 'x{a=b c=d}': expected ',' or '}' at "
-                       "column 7"},
+        {"x{a=b c=d}",
+         "selector 'x{a=b c=d}': expected ',' or '}' at column 7"},
         {"x y", "selector 'x y': unexpected 'y' at column 3"},
         {"x{a=b", "selector 'x{a=b': expected ',' or '}' at column 6"},
         {"x{a=b,", "selector 'x{a=b,': expected '}' at column 7"},
-        {"x{a=\"b\nc\"}", "selector 'x{a=\"b\nc\"}': control character in "
-                          "value at column 7"},
+        {"x{a=\"b\nc\"}",
+         "selector 'x{a=\"b\nc\"}': control character in value at column 7"},
         {"x\t\x01", "selector 'x\t\x01': unexpected byte 0x01 at column 3"},
         {"x{a=1,b=2,c=3,d=4,e=5,f=6,g=7,h=8,i=9}",
-         "selector 'x{a=1,b=2,c=3,d=4,e=5,f=6,g=7,h=8,i=9}': more than 8 "
-         "label matchers at column 35"},
+         "selector 'x{a=1,b=2,c=3,d=4,e=5,f=6,g=7,h=8,i=9}': more than 8 label "
+         "matchers at column 35"},
     };
     struct bus_selector sel;
     struct vigil_err err;
@@ -523,13 +525,20 @@ static void test_match(void **state)
         const char *sel;
         int cpu, mem;
     } cases[] = {
-        {"cpu.user", 1, 0},     {"cpu.*", 1, 0},
-        {"*", 1, 1},            {"cpu.*{host=a*}", 1, 0},
-        {"cpu.*{host!=a*}", 0, 0}, {"*{cpu=}", 0, 1},
-        {"*{cpu!=}", 1, 0},     {"mem{zone=}", 0, 1},
-        {"mem{zone=*}", 0, 1},  {"mem{zone=?*}", 0, 0},
-        {"*{host=a,cpu=}", 0, 1}, {"*{host=?b,cpu=[0-3]}", 1, 0},
-        {"*{host=\"a\"}", 0, 1}, {"cpu", 0, 0},
+        {"cpu.user", 1, 0},
+        {"cpu.*", 1, 0},
+        {"*", 1, 1},
+        {"cpu.*{host=a*}", 1, 0},
+        {"cpu.*{host!=a*}", 0, 0},
+        {"*{cpu=}", 0, 1},
+        {"*{cpu!=}", 1, 0},
+        {"mem{zone=}", 0, 1},
+        {"mem{zone=*}", 0, 1},
+        {"mem{zone=?*}", 0, 0},
+        {"*{host=a,cpu=}", 0, 1},
+        {"*{host=?b,cpu=[0-3]}", 1, 0},
+        {"*{host=\"a\"}", 0, 1},
+        {"cpu", 0, 0},
         {"*{host=a*,host!=ab}", 0, 1},
     };
     struct bus_selector sel;
@@ -678,6 +687,33 @@ static void test_unsubscribe(void **state)
     bus_publish(bus, m, 3, 3.0);
     assert_string_equal(order, "");
 
+    /* More subscribers than fit inside the series: order kept, and a
+     * removal from the middle closes the gap. */
+    {
+        struct rec r[5];
+        struct bus_sub *sr[5];
+
+        memset(r, 0, sizeof(r));
+        for (int i = 0; i < 5; i++) {
+            r[i].tag = (char)('1' + i);
+            subscribe(bus, "m", &r[i], &sr[i]);
+        }
+        order_reset();
+        bus_publish(bus, m, 10, 10.0);
+        assert_string_equal(order, "12345");
+        bus_unsubscribe(bus, sr[1]);
+        bus_unsubscribe(bus, sr[3]);
+        order_reset();
+        bus_publish(bus, m, 11, 11.0);
+        assert_string_equal(order, "135");
+        for (int i = 0; i < 5; i += 2) {
+            bus_unsubscribe(bus, sr[i]);
+        }
+        order_reset();
+        bus_publish(bus, m, 12, 12.0);
+        assert_string_equal(order, "");
+    }
+
     /* A removed pattern matches no new series. */
     px = intern(bus, "p.x", NULL, 0);
     assert_int_equal(p.nseries, 1);
@@ -686,7 +722,7 @@ static void test_unsubscribe(void **state)
     bus_publish(bus, px, 4, 4.0);
     assert_int_equal(p.nseries, 1);
     assert_int_equal(p.nsamples, 0);
-    assert_int_equal(bus_samples_total(bus), 4);
+    assert_int_equal(bus_samples_total(bus), 7);
     bus_destroy(bus);
 }
 
@@ -723,12 +759,9 @@ static void test_unsubscribe_in_callback(void **state)
     m = intern(bus, "m", NULL, 0);
     parse("m", &sel);
     /* A removes itself; B removes C, which comes after it. */
-    assert_int_equal(bus_subscribe(bus, &sel, unsub_sample, NULL, &a, &sa),
-                     0);
-    assert_int_equal(bus_subscribe(bus, &sel, unsub_sample, NULL, &b, &sb),
-                     0);
-    assert_int_equal(bus_subscribe(bus, &sel, unsub_sample, NULL, &c, &sc),
-                     0);
+    assert_int_equal(bus_subscribe(bus, &sel, unsub_sample, NULL, &a, &sa), 0);
+    assert_int_equal(bus_subscribe(bus, &sel, unsub_sample, NULL, &b, &sb), 0);
+    assert_int_equal(bus_subscribe(bus, &sel, unsub_sample, NULL, &c, &sc), 0);
     a.bus = b.bus = bus;
     a.victim = sa;
     b.victim = sc;
@@ -753,9 +786,8 @@ static void test_unsubscribe_in_callback(void **state)
         intern(bus, "m2", NULL, 0);
         intern(bus, "m3", NULL, 0);
         parse("m*", &sel);
-        assert_int_equal(bus_subscribe(bus, &sel, rec_sample, unsub_series,
-                                       &d, &d.self),
-                         0);
+        assert_int_equal(
+            bus_subscribe(bus, &sel, rec_sample, unsub_series, &d, &d.self), 0);
         assert_int_equal(d.nseries, 1);
         assert_int_equal(d.series[0], m);
         intern(bus, "m4", NULL, 0);
@@ -774,16 +806,14 @@ struct derive {
     int have_out;
 };
 
-static void derive_sample(void *arg, vigil_series_id id, int64_t ts,
-                          double v)
+static void derive_sample(void *arg, vigil_series_id id, int64_t ts, double v)
 {
     struct derive *d = arg;
     struct vigil_err err = {0};
 
     (void)id;
     if (!d->have_out) {
-        assert_int_equal(bus_intern(d->bus, "out", NULL, 0, &d->out, &err),
-                         0);
+        assert_int_equal(bus_intern(d->bus, "out", NULL, 0, &d->out, &err), 0);
         d->have_out = 1;
     }
     bus_publish(d->bus, d->out, ts, 2 * v);
@@ -801,8 +831,7 @@ static void test_callback_reentry(void **state)
     (void)state;
     in = intern(bus, "in", NULL, 0);
     parse("in", &sel);
-    assert_int_equal(
-        bus_subscribe(bus, &sel, derive_sample, NULL, &d, &sd), 0);
+    assert_int_equal(bus_subscribe(bus, &sel, derive_sample, NULL, &d, &sd), 0);
     subscribe(bus, "out", &r, &sr);
     bus_publish(bus, in, 10, 1.5);
     bus_publish(bus, in, 20, 4.0);
@@ -828,8 +857,7 @@ static void test_subscribe_without_callbacks(void **state)
     m = intern(bus, "m", NULL, 0);
     parse("*", &sel);
     /* Only interested in new series. */
-    assert_int_equal(bus_subscribe(bus, &sel, NULL, rec_series, &r, &sub),
-                     0);
+    assert_int_equal(bus_subscribe(bus, &sel, NULL, rec_series, &r, &sub), 0);
     assert_int_equal(r.nseries, 1);
     bus_publish(bus, m, 1, 1.0);
     intern(bus, "n", NULL, 0);
@@ -892,6 +920,290 @@ static void test_stat_and_reserve(void **state)
     bus_destroy(bus);
 }
 
+/* ------------------------------------------------------ allocation faults */
+
+/*
+ * Fail the Nth allocation: this executable's malloc family forwards to
+ * glibc's (valgrind still sees every block) unless the countdown reaches
+ * zero. Not under AddressSanitizer, whose own allocator must see every
+ * malloc and free; the sanitizer run skips these tests.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define FAULTS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FAULTS 0
+#endif
+#endif
+#ifndef FAULTS
+#define FAULTS 1
+#endif
+
+static long fault_countdown = -1; /* < 0: never fail */
+static long fault_calls;          /* allocations while armed */
+
+#if FAULTS
+void *__libc_malloc(size_t size);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void *__libc_memalign(size_t align, size_t size);
+void __libc_free(void *p);
+
+static int fault_now(void)
+{
+    if (fault_countdown < 0) {
+        return 0;
+    }
+    fault_calls++;
+    return fault_countdown-- == 0;
+}
+
+void *malloc(size_t size)
+{
+    return fault_now() ? NULL : __libc_malloc(size);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    return fault_now() ? NULL : __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t size)
+{
+    return fault_now() ? NULL : __libc_realloc(p, size);
+}
+
+void *aligned_alloc(size_t align, size_t size)
+{
+    return fault_now() ? NULL : __libc_memalign(align, size);
+}
+
+void free(void *p)
+{
+    __libc_free(p);
+}
+#endif
+
+/* Arm: the allocation after n successful ones fails. */
+static void fault_arm(long n)
+{
+    fault_calls = 0;
+    fault_countdown = n;
+}
+
+static void fault_disarm(void)
+{
+    fault_countdown = -1;
+}
+
+/* Skip unless failing the first allocation really fails: valgrind, for
+ * one, replaces this malloc with its own unless told
+ * --soname-synonyms=somalloc=nouserintercepts. */
+static void fault_require(void)
+{
+    struct bus *bus = NULL;
+    int rc;
+
+    if (!FAULTS) {
+        skip();
+    }
+    fault_arm(0);
+    rc = bus_create(NULL, &bus);
+    fault_disarm();
+    if (rc == 0) {
+        bus_destroy(bus);
+        skip();
+    }
+}
+
+static void test_alloc_fail_create(void **state)
+{
+    struct bus *bus;
+    long n;
+    int rc;
+
+    (void)state;
+    fault_require();
+    for (n = 0;; n++) {
+        bus = (struct bus *)&n; /* anything but NULL */
+        fault_arm(n);
+        rc = bus_create(NULL, &bus);
+        fault_disarm();
+        if (rc == 0) {
+            break;
+        }
+        assert_int_equal(rc, VIGIL_ENOMEM);
+        assert_null(bus);
+    }
+    assert_true(n >= 3); /* bus, chunk table, hash table, scratch */
+    bus_destroy(bus);
+}
+
+/*
+ * Intern a series that three subscriptions match, failing each
+ * allocation in turn: the call must report ENOMEM with a message and leave
+ * nothing behind, and the retry must be announced and delivered exactly
+ * once per subscriber.
+ */
+static void test_alloc_fail_intern(void **state)
+{
+    const struct vigil_label l[] = {L("host", "a")};
+    long n;
+
+    (void)state;
+    fault_require();
+    for (n = 0;; n++) {
+        struct bus *bus = new_bus(2 * BUS_CHUNK_TEST, 4, 8);
+        struct rec a = {.tag = 'A'}, b = {.tag = 'B'}, c = {.tag = 'C'};
+        struct bus_sub *sa, *sb, *sc;
+        struct vigil_err err = {0};
+        vigil_series_id id = 99;
+        int rc;
+
+        subscribe(bus, "cpu.*", &a, &sa);
+        subscribe(bus, "*{host=a}", &b, &sb);
+        subscribe(bus, "cpu.user", &c, &sc);
+        /* Fill the first chunk and the table so that this intern must
+         * grow both. */
+        for (uint32_t i = 0; i < BUS_CHUNK_TEST; i++) {
+            char v[16];
+            const struct vigil_label li[] = {L("i", v)};
+
+            snprintf(v, sizeof(v), "%u", i);
+            intern(bus, "fill", li, 1);
+        }
+        fault_arm(n);
+        rc = bus_intern(bus, "cpu.user", l, 1, &id, &err);
+        fault_disarm();
+        if (rc != 0) {
+            assert_int_equal(rc, VIGIL_ENOMEM);
+            assert_non_null(strstr(err.msg, "cpu.user{host=\"a\"}"));
+            assert_int_equal(id, 99);
+            assert_int_equal(bus_series_count(bus), BUS_CHUNK_TEST);
+            assert_int_equal(bus_find(bus, "cpu.user", l, 1, &id),
+                             VIGIL_ENOENT);
+            assert_int_equal(a.nseries, 0);
+            assert_int_equal(b.nseries, 0);
+            assert_int_equal(c.nseries, 0);
+            id = intern(bus, "cpu.user", l, 1);
+        }
+        assert_int_equal(id, BUS_CHUNK_TEST);
+        assert_int_equal(a.nseries, 1);
+        assert_int_equal(b.nseries, 1);
+        assert_int_equal(c.nseries, 1);
+        order_reset();
+        bus_publish(bus, id, 1, 1.0);
+        assert_string_equal(order, "ABC");
+        /* The subscriptions' id lists are intact: unsubscribing detaches
+         * from exactly this series. */
+        bus_unsubscribe(bus, sa);
+        bus_publish(bus, id, 2, 2.0);
+        assert_string_equal(order, "ABCBC");
+        bus_destroy(bus);
+        if (rc == 0) {
+            break;
+        }
+    }
+    /* table, chunk, strings, ring, three id lists, and the series' list
+     * once the inline slots are full */
+    assert_int_equal(n, 8);
+}
+
+/* Subscribe to many existing series, failing each allocation in turn:
+ * nobody is called, nothing is attached, and the retry works. */
+static void test_alloc_fail_subscribe(void **state)
+{
+    enum { N = 40 };
+    long n;
+
+    (void)state;
+    fault_require();
+    for (n = 0;; n++) {
+        struct bus *bus = new_bus(N, 4, 8);
+        struct rec a = {.tag = 'A'}, b = {.tag = 'B'};
+        struct bus_selector sel;
+        struct bus_sub *sa, *sb = (struct bus_sub *)&n; /* not NULL */
+        int rc;
+
+        for (uint32_t i = 0; i < N; i++) {
+            char v[16];
+            const struct vigil_label li[] = {L("i", v)};
+
+            snprintf(v, sizeof(v), "%u", i);
+            intern(bus, "m", li, 1);
+        }
+        subscribe(bus, "m{i=1*}", &a, &sa);
+        parse("m", &sel);
+        fault_arm(n);
+        rc = bus_subscribe(bus, &sel, rec_sample, rec_series, &b, &sb);
+        fault_disarm();
+        if (rc != 0) {
+            assert_int_equal(rc, VIGIL_ENOMEM);
+            assert_null(sb);
+            assert_int_equal(b.nseries, 0);
+            for (uint32_t i = 0; i < N; i++) {
+                bus_publish(bus, i, 1, 1.0);
+            }
+            assert_int_equal(b.nsamples, 0);
+            assert_int_equal(a.nsamples, 11); /* 1, 10..19 */
+            subscribe(bus, "m", &b, &sb);
+        }
+        assert_int_equal(b.nseries, N);
+        bus_publish(bus, 5, 2, 2.0);
+        assert_int_equal(b.nsamples, 1);
+        assert_int_equal(b.ids[b.nsamples - 1], 5);
+        bus_destroy(bus);
+        if (rc == 0) {
+            break;
+        }
+    }
+    assert_true(n >= 2);
+}
+
+static void test_alloc_fail_reserve(void **state)
+{
+    struct bus *bus;
+    struct win_stat p50 = {WIN_QUANTILE, 0.5};
+    vigil_series_id m, k;
+    double out;
+    long n;
+    int rc;
+
+    (void)state;
+    fault_require();
+    bus = new_bus(4, 4, 64);
+    m = intern(bus, "m", NULL, 0);
+    k = intern(bus, "k", NULL, 0);
+    for (int i = 1; i <= 4; i++) {
+        bus_publish(bus, m, i, i);
+    }
+    for (n = 0;; n++) {
+        fault_arm(n);
+        rc = bus_reserve(bus, m, 32);
+        fault_disarm();
+        if (rc == 0) {
+            break;
+        }
+        assert_int_equal(rc, VIGIL_ENOMEM);
+        assert_int_equal(bus_window(bus, m)->cap, 4);
+        assert_int_equal(bus_window(bus, m)->len, 4);
+    }
+    assert_int_equal(n, 2); /* scratch, then the ring */
+    assert_int_equal(bus_window(bus, m)->cap, 32);
+    for (int i = 5; i <= 32; i++) {
+        bus_publish(bus, m, i, i);
+    }
+    assert_int_equal(bus_stat(bus, m, p50, 32, 0, &out), 0);
+    assert_true(out == 16.5);
+    /* A second series grows within the scratch already there. */
+    fault_arm(0);
+    rc = bus_reserve(bus, k, 16);
+    fault_disarm();
+    assert_int_equal(rc, VIGIL_ENOMEM);
+    assert_int_equal(bus_reserve(bus, k, 16), 0);
+    bus_destroy(bus);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -911,6 +1223,10 @@ int main(void)
         cmocka_unit_test(test_callback_reentry),
         cmocka_unit_test(test_subscribe_without_callbacks),
         cmocka_unit_test(test_stat_and_reserve),
+        cmocka_unit_test(test_alloc_fail_create),
+        cmocka_unit_test(test_alloc_fail_intern),
+        cmocka_unit_test(test_alloc_fail_subscribe),
+        cmocka_unit_test(test_alloc_fail_reserve),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1315,6 +1315,23 @@ static void test_file_missing(void **state)
     expect_count(1);
 }
 
+static void test_diag_sort(void **state)
+{
+    struct cfg_diag d;
+
+    (void)state;
+    cfg_diag_init(&d);
+    cfg_diag_add(&d, "t.ini:12: c");
+    cfg_diag_add(&d, "t.ini:3: a");
+    cfg_diag_add(&d, "t.ini:12: d");
+    cfg_diag_add(&d, "t.ini:5: b");
+    cfg_diag_sort(&d);
+    assert_string_equal(d.msg[0], "t.ini:3: a");
+    assert_string_equal(d.msg[1], "t.ini:5: b");
+    assert_string_equal(d.msg[2], "t.ini:12: c");
+    assert_string_equal(d.msg[3], "t.ini:12: d");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1346,6 +1363,7 @@ int main(void)
         cmocka_unit_test(test_apply_required),
         cmocka_unit_test(test_apply_after_env_error),
         cmocka_unit_test(test_unclaimed),
+        cmocka_unit_test(test_diag_sort),
         cmocka_unit_test_setup_teardown(test_file, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_file_missing, tmp_setup,
                                         tmp_teardown),

@@ -62,8 +62,8 @@ static double stat_of(const struct win *w, int kind, double q, int64_t now,
 }
 
 /* Expect VIGIL_ENOENT for a statistic. */
-static void assert_enoent(const struct win *w, int kind, double q,
-                          int64_t now, int64_t span, double *scratch)
+static void assert_enoent(const struct win *w, int kind, double q, int64_t now,
+                          int64_t span, double *scratch)
 {
     int rc;
 
@@ -167,8 +167,8 @@ static void check_all(const struct win *w, const struct win_sample *sel,
             sxy += x * sel[i].v;
             sxx += x * x;
         }
-        slope = ((long double)n * sxy - sx * sy) /
-                ((long double)n * sxx - sx * sx);
+        slope =
+            ((long double)n * sxy - sx * sy) / ((long double)n * sxx - sx * sx);
         assert_close(stat_ok(w, WIN_SLOPE, 0, now, span, scratch),
                      (double)slope, 1e-7 * scale * (double)n / dt, "slope");
     }
@@ -180,16 +180,16 @@ static void check_all(const struct win *w, const struct win_sample *sel,
     }
     qsort(sorted, n, sizeof(*sorted), cmp_double);
     {
-        const double qs[] = {0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 1.0,
-                             rng_unit(), rng_unit()};
+        const double qs[] = {0.0,  0.01, 0.25, 0.5,        0.9,
+                             0.95, 0.99, 1.0,  rng_unit(), rng_unit()};
 
         for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
-            double got = stat_of(w, WIN_QUANTILE, qs[k], now, span, scratch,
-                                 &rc);
+            double got =
+                stat_of(w, WIN_QUANTILE, qs[k], now, span, scratch, &rc);
 
             assert_int_equal(rc, 0);
-            assert_close(got, naive_quantile(sorted, n, qs[k]),
-                         1e-12 * scale, "quantile");
+            assert_close(got, naive_quantile(sorted, n, qs[k]), 1e-12 * scale,
+                         "quantile");
         }
     }
     free(sorted);
@@ -293,15 +293,78 @@ static void test_random_series(void **state)
     rng_state = 20261126;
     for (size_t c = 0; c < sizeof(caps) / sizeof(caps[0]); c++) {
         uint32_t cap = caps[c];
-        const size_t lens[] = {0,       1,   2,       cap - 1,
-                               cap,     cap + 1, 2 * cap + 3,
-                               rng_below(3 * cap + 1)};
+        const size_t lens[] = {
+            0,   1,       2,           cap - 1,
+            cap, cap + 1, 2 * cap + 3, rng_below(3 * cap + 1)};
 
         for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
             for (int kind = 0; kind < 4; kind++) {
                 random_case(cap, lens[l], kind);
             }
         }
+    }
+}
+
+/*
+ * Out-of-order timestamps, also across the point where the ring wraps:
+ * the samples seen must be exactly those of the documented walk, done
+ * here on a plain array of the held samples, oldest first.
+ */
+static void test_out_of_order_random(void **state)
+{
+    struct win_sample held[32];
+    double scratch[32];
+
+    (void)state;
+    rng_state = 99;
+    for (int iter = 0; iter < 20000; iter++) {
+        uint32_t cap = (uint32_t)rng_below(12) + 1;
+        size_t pushes = rng_below(3 * cap + 1), len, a, b;
+        int64_t now = (int64_t)rng_below(40), span, lo;
+        struct win w;
+
+        assert_int_equal(win_init(&w, cap), 0);
+        for (size_t i = 0; i < pushes; i++) {
+            int64_t ts = (int64_t)rng_below(40);
+            double v = (double)rng_below(1000);
+
+            win_push(&w, ts, v);
+            /* Keep the newest cap samples, oldest first. */
+            if (i >= cap) {
+                memmove(held, held + 1, (cap - 1) * sizeof(held[0]));
+            }
+            held[i < cap ? i : cap - 1] = (struct win_sample){ts, v};
+        }
+        len = pushes < cap ? pushes : cap;
+        span = (int64_t)rng_below(30) + 1;
+        lo = now - span;
+        b = len;
+        while (b > 0 && held[b - 1].ts > now) {
+            b--;
+        }
+        a = b;
+        while (a > 0 && held[a - 1].ts >= lo && held[a - 1].ts <= now) {
+            a--;
+        }
+        assert_true(stat_ok(&w, WIN_COUNT, 0, now, span, scratch) ==
+                    (double)(b - a));
+        if (b > a) {
+            double sum = 0, mn = INFINITY;
+
+            for (size_t i = a; i < b; i++) {
+                sum += held[i].v;
+                mn = held[i].v < mn ? held[i].v : mn;
+            }
+            assert_true(stat_ok(&w, WIN_SUM, 0, now, span, scratch) == sum);
+            assert_true(stat_ok(&w, WIN_MIN, 0, now, span, scratch) == mn);
+            assert_true(stat_ok(&w, WIN_LAST, 0, now, span, scratch) ==
+                        held[b - 1].v);
+            if (held[b - 1].ts != held[a].ts) {
+                assert_true(stat_ok(&w, WIN_DELTA, 0, now, span, scratch) ==
+                            held[b - 1].v - held[a].v);
+            }
+        }
+        win_fini(&w);
     }
 }
 
@@ -520,9 +583,9 @@ static void test_slope_precision(void **state)
     for (int i = 0; i < 10; i++) {
         win_push(&w, EPOCH_NS + i * S_NS, 50.0 - 0.5 * i);
     }
-    assert_close(stat_ok(&w, WIN_SLOPE, 0, EPOCH_NS + 9 * S_NS, 3 * S_NS,
-                         scratch),
-                 -0.5, 1e-12, "slope span");
+    assert_close(
+        stat_ok(&w, WIN_SLOPE, 0, EPOCH_NS + 9 * S_NS, 3 * S_NS, scratch), -0.5,
+        1e-12, "slope span");
     win_fini(&w);
 }
 
@@ -653,9 +716,9 @@ static void test_stat_parse_and_name(void **state)
         {"median", WIN_QUANTILE, 0.5, "p50"},
         {"p05", WIN_QUANTILE, 0.05, "p5"},
     };
-    const char *bad[] = {"",     "p",    "p.5",  "p5.",   "p101", "p-1",
-                         "p 5",  "P95",  "avgx", "p1e1",  "pinf", "AVG",
-                         " avg", "p9x",  "p+5",  "p100.1", "quantile"};
+    const char *bad[] = {"",     "p",   "p.5",  "p5.",    "p101",    "p-1",
+                         "p 5",  "P95", "avgx", "p1e1",   "pinf",    "AVG",
+                         " avg", "p9x", "p+5",  "p100.1", "quantile"};
     struct win_stat st;
     char buf[32];
 
@@ -668,8 +731,7 @@ static void test_stat_parse_and_name(void **state)
         if (ok[i].kind == WIN_QUANTILE) {
             assert_close(st.q, ok[i].q, 1e-15, ok[i].text);
         }
-        assert_string_equal(win_stat_name(st, buf, sizeof(buf)),
-                            ok[i].name);
+        assert_string_equal(win_stat_name(st, buf, sizeof(buf)), ok[i].name);
         assert_int_equal(win_stat_parse(buf, &back), 0);
         assert_int_equal(back.kind, st.kind);
         assert_close(back.q, st.q, 1e-15, "round trip");
@@ -691,6 +753,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_series),
+        cmocka_unit_test(test_out_of_order_random),
         cmocka_unit_test(test_empty_and_single),
         cmocka_unit_test(test_span_bounds),
         cmocka_unit_test(test_wrap_and_resize),
