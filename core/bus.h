@@ -73,14 +73,13 @@ void bus_destroy(struct bus *bus); /* accepts NULL */
  * Existing series: no allocation. Returns 0, VIGIL_EINVAL, VIGIL_ELIMIT or
  * VIGIL_ENOMEM, with a message in err. */
 int bus_intern(struct bus *bus, const char *name,
-               const struct vigil_label *labels, size_t n,
-               vigil_series_id *out, struct vigil_err *err);
+               const struct vigil_label *labels, size_t n, vigil_series_id *out,
+               struct vigil_err *err);
 
 /* Look a series up by name + labels without creating it.
  * Returns 0 or VIGIL_ENOENT. */
 int bus_find(const struct bus *bus, const char *name,
-             const struct vigil_label *labels, size_t n,
-             vigil_series_id *out);
+             const struct vigil_label *labels, size_t n, vigil_series_id *out);
 
 /* Publish one sample; unknown ids are ignored. Does not fail. */
 void bus_publish(struct bus *bus, vigil_series_id id, int64_t ts, double v);
@@ -111,8 +110,8 @@ int bus_match(const struct bus *bus, vigil_series_id id,
 /* Subscribe (selector copied). series_cb may be NULL. *out identifies the
  * subscription for bus_unsubscribe. Returns 0 or VIGIL_ENOMEM. */
 int bus_subscribe(struct bus *bus, const struct bus_selector *sel,
-                  bus_sample_cb sample_cb, bus_series_cb series_cb,
-                  void *arg, struct bus_sub **out);
+                  bus_sample_cb sample_cb, bus_series_cb series_cb, void *arg,
+                  struct bus_sub **out);
 /* Remove a subscription; accepts NULL. Does not fail. */
 void bus_unsubscribe(struct bus *bus, struct bus_sub *sub);
 

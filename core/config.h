@@ -40,7 +40,7 @@
 /* Collected problems, each "file:line: message". Bounded: past
  * CFG_DIAG_MAX only the count grows. */
 struct cfg_diag {
-    unsigned n;       /* problems reported (may exceed CFG_DIAG_MAX) */
+    unsigned n; /* problems reported (may exceed CFG_DIAG_MAX) */
     char msg[CFG_DIAG_MAX][VIGIL_ERR_MAX];
 };
 
@@ -54,7 +54,7 @@ struct cfg_entry {
     const char *key;
     const char *value; /* after substitution; continuation lines joined */
     int line;
-    int used;          /* set by cfg_apply */
+    int used; /* set by cfg_apply */
     struct cfg_entry *next;
 };
 
@@ -64,7 +64,7 @@ struct cfg_section {
     const char *instance; /* third word or NULL */
     const char *file;
     int line;
-    int claimed;          /* set by cfg_first/cfg_next */
+    int claimed; /* set by cfg_first/cfg_next */
     struct cfg_entry *entries;
     struct cfg_section *next;
 };
@@ -106,8 +106,7 @@ int cfg_apply(struct cfg *cfg, const struct vigil_option *opts,
               void *dst, struct cfg_diag *diag);
 
 /* The entry for key in sec, or NULL. */
-const struct cfg_entry *cfg_get(const struct cfg_section *sec,
-                                const char *key);
+const struct cfg_entry *cfg_get(const struct cfg_section *sec, const char *key);
 
 /* Report every unclaimed section: "file:line: unknown section [x];
  * expected one of: <known>". Returns the number reported. */

@@ -77,8 +77,8 @@ struct daemon {
     int64_t self_last_mono;
     double self_last_cpu_s;
 
-    vigil_series_id id_lag, id_samples, id_series, id_cpu, id_rss,
-        id_running, id_failed;
+    vigil_series_id id_lag, id_samples, id_series, id_cpu, id_rss, id_running,
+        id_failed;
 
     struct {
         daemon_reload_cb cb;
@@ -121,8 +121,10 @@ static int load_config(const struct daemon_opts *o, struct daemon *d,
     }
     struct cfg_section *sec = cfg_first(d->cfg, "vigil");
     if (sec != NULL && (sec->name != NULL || cfg_next(sec, "vigil"))) {
-        cfg_diag_add(diag, "%s:%d: there is one [vigil] section and it takes "
-                     "no name", sec->file, sec->line);
+        cfg_diag_add(diag,
+                     "%s:%d: there is one [vigil] section and it takes "
+                     "no name",
+                     sec->file, sec->line);
     }
     cfg_apply(d->cfg, daemon_options, sec, NULL, &d->conf, diag);
     if (d->conf.window < 2 || d->conf.window > 1000000) {
@@ -265,8 +267,7 @@ static void on_self_tick(struct sched_timer *t, int64_t boundary_ns)
     bus_publish(d->bus, d->id_running, now, running);
     bus_publish(d->bus, d->id_failed, now, failed);
     bus_publish(d->bus, d->id_series, now, bus_series_count(d->bus));
-    bus_publish(d->bus, d->id_samples, now,
-                (double)bus_samples_total(d->bus));
+    bus_publish(d->bus, d->id_samples, now, (double)bus_samples_total(d->bus));
 }
 
 static int self_series(struct daemon *d)
@@ -309,8 +310,10 @@ static void on_grace_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
 
-    log_error("core", "plugins did not close their handles within %d ms; "
-              "closing them", DAEMON_STOP_GRACE_MS);
+    log_error("core",
+              "plugins did not close their handles within %d ms; "
+              "closing them",
+              DAEMON_STOP_GRACE_MS);
     uv_walk(&d->loop, close_all, NULL);
 }
 
@@ -384,8 +387,7 @@ static void start_handles(struct daemon *d, const struct daemon_opts *o)
     uv_timer_init(loop, &d->for_timer);
     d->for_timer.data = d;
     if (o->run_for_ms > 0) {
-        uv_timer_start(&d->for_timer, on_for_timer, (uint64_t)o->run_for_ms,
-                       0);
+        uv_timer_start(&d->for_timer, on_for_timer, (uint64_t)o->run_for_ms, 0);
     }
     uv_timer_init(loop, &d->grace_timer);
     d->grace_timer.data = d;
@@ -423,9 +425,8 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
     if (bus_create(&lim, &d->bus) != 0 || self_series(d) != 0) {
         return 1;
     }
-    if (o->nprint > 0 &&
-        print_create(d->bus, o->print, o->nprint, stdout,
-                     isatty(STDOUT_FILENO), &d->print, &err)) {
+    if (o->nprint > 0 && print_create(d->bus, o->print, o->nprint, stdout,
+                                      isatty(STDOUT_FILENO), &d->print, &err)) {
         fprintf(stderr, "--print: %s\n", err.msg);
         return 2;
     }
@@ -469,9 +470,11 @@ int daemon_run(const struct daemon_opts *o)
     d->handles_up = 1;
     plug_set_start(d->plugs);
     plug_set_counts(d->plugs, &running, &failed);
-    log_info("core", "vigil %s running: config %s, %u plugin instances "
-             "(%u failed), %u series", VIGIL_VERSION, cfg_path(d->cfg),
-             running, failed, bus_series_count(d->bus));
+    log_info("core",
+             "vigil %s running: config %s, %u plugin instances "
+             "(%u failed), %u series",
+             VIGIL_VERSION, cfg_path(d->cfg), running, failed,
+             bus_series_count(d->bus));
     uv_run(&d->loop, UV_RUN_DEFAULT);
     rc = 0;
 out:

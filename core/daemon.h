@@ -26,7 +26,7 @@ struct daemon_opts {
     const char *plugin_dir;   /* overrides [vigil] plugin_dir; may be NULL */
     const char *const *print; /* --print selectors */
     size_t nprint;
-    int64_t run_for_ms;       /* stop after this long; 0 = until a signal */
+    int64_t run_for_ms; /* stop after this long; 0 = until a signal */
 };
 
 /* Run until stopped. Returns the process exit code: 0 after a clean stop,

@@ -17,7 +17,7 @@
 #define VIGIL_ERR_MAX 512
 
 struct vigil_err {
-    int code;              /* 0 or a VIGIL_E* code */
+    int code; /* 0 or a VIGIL_E* code */
     char msg[VIGIL_ERR_MAX];
 };
 

@@ -23,8 +23,7 @@ static const struct {
 } commands[] = {
     {"run", "vigil run [-c FILE] [--print [SELECTOR]]... [--for DURATION]",
      "Run the daemon until SIGINT or SIGTERM. SIGHUP reloads runbooks.\n"
-     "  -c, --config FILE   config file (default " MAIN_SYSTEM_CONFIG
-     " if it\n"
+     "  -c, --config FILE   config file (default " MAIN_SYSTEM_CONFIG " if it\n"
      "                      exists, else the embedded conf/vigil.ini)\n"
      "  --print [SELECTOR]  write every sample of matching series to "
      "stdout as\n"
@@ -139,16 +138,17 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o,
             i++;
         } else if (allow_run && !strcmp(a, "--print")) {
             if (o->nprint == MAIN_PRINT_MAX) {
-                fprintf(stderr, "vigil: at most %d --print\n",
-                        MAIN_PRINT_MAX);
+                fprintf(stderr, "vigil: at most %d --print\n", MAIN_PRINT_MAX);
                 return 2;
             }
             print[o->nprint++] = (next && next[0] != '-') ? argv[++i] : "*";
         } else if (allow_run && !strcmp(a, "--for") && next) {
             if (cfg_parse_duration_ms(next, &o->run_for_ms) != 0 ||
                 o->run_for_ms <= 0) {
-                fprintf(stderr, "vigil: --for: expected a duration such as "
-                                "30s, got '%s'\n", next);
+                fprintf(stderr,
+                        "vigil: --for: expected a duration such as "
+                        "30s, got '%s'\n",
+                        next);
                 return 2;
             }
             i++;

@@ -31,9 +31,9 @@ struct vigil_instance {
     struct plug_set *set;
     struct plug_mod *mod;
     const struct cfg_section *sec;
-    char name[VIGIL_LABEL_VALUE_MAX]; /* instance name or plugin name */
+    char name[VIGIL_LABEL_VALUE_MAX];     /* instance name or plugin name */
     char src[VIGIL_LABEL_VALUE_MAX + 32]; /* "plugin=x,instance=y" */
-    int named;                         /* section named an instance */
+    int named;                            /* section named an instance */
     void *config;
     void *state;
     int inited, started, stopped, failed;
@@ -139,15 +139,14 @@ int plug_open(const char *dir, const char *name, struct plug_mod **out,
     }
     m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
     if (m->dl == NULL) {
-        rc = err_set(err, VIGIL_EIO, "%s: cannot load: %s", m->path,
-                     dlerror());
+        rc = err_set(err, VIGIL_EIO, "%s: cannot load: %s", m->path, dlerror());
         goto fail;
     }
     m->desc = dlsym(m->dl, VIGIL_PLUGIN_SYMBOL);
     if (m->desc == NULL) {
         rc = err_set(err, VIGIL_EABI,
-                     "%s: not a vigil plugin: no '%s' symbol exported",
-                     m->path, VIGIL_PLUGIN_SYMBOL);
+                     "%s: not a vigil plugin: no '%s' symbol exported", m->path,
+                     VIGIL_PLUGIN_SYMBOL);
         goto fail;
     }
     rc = plug_validate(m, name, err);
@@ -241,8 +240,8 @@ void plug_print_help(const struct vigil_plugin *p, FILE *out)
             p->description ? p->description : "");
     fprintf(out, "  [plugin %s]            or  [plugin %s NAME]\n", p->name,
             p->name);
-    fprintf(out, "  %-18s %-9s %-12s %s\n", "interval", "duration",
-            "[vigil]", "time between collections");
+    fprintf(out, "  %-18s %-9s %-12s %s\n", "interval", "duration", "[vigil]",
+            "time between collections");
     for (const struct vigil_option *o = p->options; o && o->key; o++) {
         const char *def = o->def ? o->def : "";
         if (o->flags & VIGIL_OPT_REQUIRED) {
@@ -421,15 +420,13 @@ static void host_collect_done(vigil_instance *inst, int status)
     collect_finish(inst, status, dur);
 }
 
-static int host_register_diag(vigil_instance *inst,
-                              const struct vigil_diag *d)
+static int host_register_diag(vigil_instance *inst, const struct vigil_diag *d)
 {
     if (d == NULL || d->name == NULL || d->run == NULL) {
         return VIGIL_EINVAL;
     }
     if (plug_find_diag(inst->set, d->name) != NULL) {
-        log_warn(inst->src, "diagnostic '%s' is already registered",
-                 d->name);
+        log_warn(inst->src, "diagnostic '%s' is already registered", d->name);
         return VIGIL_EEXIST;
     }
     if (inst->ndiags == PLUG_DIAGS_MAX) {
@@ -567,11 +564,13 @@ static vigil_instance *inst_create(struct plug_set *ps, struct cfg *cfg,
     }
     inst->interval_ms = ps->env.default_interval_ms;
     iv = cfg_get(sec, "interval");
-    if (iv != NULL && (cfg_parse_duration_ms(iv->value, &inst->interval_ms) != 0 ||
-                       inst->interval_ms < 1)) {
-        cfg_diag_add(diag, "%s:%d: interval: expected a duration such as "
-                     "500ms, 10s or 1m, got '%s'", sec->file, iv->line,
-                     iv->value);
+    if (iv != NULL &&
+        (cfg_parse_duration_ms(iv->value, &inst->interval_ms) != 0 ||
+         inst->interval_ms < 1)) {
+        cfg_diag_add(diag,
+                     "%s:%d: interval: expected a duration such as "
+                     "500ms, 10s or 1m, got '%s'",
+                     sec->file, iv->line, iv->value);
         goto fail;
     }
     const struct vigil_plugin *d = inst->mod->desc;
@@ -597,8 +596,8 @@ static vigil_instance *inst_create(struct plug_set *ps, struct cfg *cfg,
     }
     rc = d->init(&plug_host, inst, inst->config, &inst->state);
     if (rc != 0) {
-        cfg_diag_add(diag, "%s:%d: [plugin %s%s%s]: init failed: %s",
-                     sec->file, sec->line, sec->name, inst->named ? " " : "",
+        cfg_diag_add(diag, "%s:%d: [plugin %s%s%s]: init failed: %s", sec->file,
+                     sec->line, sec->name, inst->named ? " " : "",
                      inst->named ? inst->name : "", vigil_strerror(rc));
         bus_publish(ps->env.bus, inst->up_id, clock_wall_ns(), 0.0);
         goto fail;
@@ -633,7 +632,8 @@ int plug_set_configure(struct plug_set *ps, struct cfg *cfg, int check_only,
     for (struct cfg_section *sec = cfg_first(cfg, "plugin"); sec != NULL;
          sec = cfg_next(sec, "plugin")) {
         if (sec->name == NULL) {
-            cfg_diag_add(diag, "%s:%d: [plugin] needs a plugin name, as in "
+            cfg_diag_add(diag,
+                         "%s:%d: [plugin] needs a plugin name, as in "
                          "[plugin sys] or [plugin http api]",
                          sec->file, sec->line);
             ps->failed++;
@@ -660,8 +660,7 @@ static void inst_start(vigil_instance *inst)
         if (rc != 0) {
             log_error(inst->src, "%s:%d: start failed: %s", inst->sec->file,
                       inst->sec->line, vigil_strerror(rc));
-            bus_publish(inst->set->env.bus, inst->up_id, clock_wall_ns(),
-                        0.0);
+            bus_publish(inst->set->env.bus, inst->up_id, clock_wall_ns(), 0.0);
             inst->failed = 1;
             inst->set->failed++;
             return;
@@ -735,11 +734,11 @@ void plug_set_counts(const struct plug_set *ps, unsigned *running,
     *failed = ps->failed;
 }
 
-/* ---------------------------------------------------------------- diagnostics */
+/* ---------------------------------------------------------------- diagnostics
+ */
 
-static const struct vigil_diag *find_diag(const struct plug_set *ps,
-                                          const char *name,
-                                          vigil_instance **owner)
+static const struct vigil_diag *
+find_diag(const struct plug_set *ps, const char *name, vigil_instance **owner)
 {
     for (vigil_instance *i = ps->insts; i != NULL; i = i->next) {
         for (unsigned k = 0; k < i->ndiags; k++) {
@@ -760,8 +759,8 @@ const struct vigil_diag *plug_find_diag(const struct plug_set *ps,
     return find_diag(ps, name, &owner);
 }
 
-int plug_diag_run(struct plug_set *ps, const char *name,
-                  const char *args_json, plug_reply_cb cb, void *arg)
+int plug_diag_run(struct plug_set *ps, const char *name, const char *args_json,
+                  plug_reply_cb cb, void *arg)
 {
     vigil_instance *owner = NULL;
     const struct vigil_diag *d = find_diag(ps, name, &owner);

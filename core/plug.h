@@ -92,8 +92,8 @@ const struct vigil_diag *plug_find_diag(const struct plug_set *ps,
 /* Run a diagnostic; cb is called exactly once, possibly before this
  * returns. Returns 0, or VIGIL_ENOENT when no such diagnostic exists (cb
  * is then not called). */
-int plug_diag_run(struct plug_set *ps, const char *name,
-                  const char *args_json, plug_reply_cb cb, void *arg);
+int plug_diag_run(struct plug_set *ps, const char *name, const char *args_json,
+                  plug_reply_cb cb, void *arg);
 
 /* Call fn for every registered diagnostic. */
 void plug_foreach_diag(const struct plug_set *ps,

@@ -47,8 +47,7 @@ static void on_timer(uv_timer_t *h)
     if (now < boundary - SCHED_EARLY_NS) {
         if (boundary - now > t->interval_ns) {
             /* The wall clock went backwards: re-align from now. */
-            t->next_ns = sched_next_boundary(now, t->interval_ns,
-                                             t->offset_ns);
+            t->next_ns = sched_next_boundary(now, t->interval_ns, t->offset_ns);
         }
         sched_arm(t, now);
         return;

@@ -28,10 +28,10 @@ struct sched_timer {
     int64_t offset_ns; /* fire at boundary + offset */
     int64_t next_ns;   /* wall-clock boundary of the next tick */
     uint64_t ticks;
-    uint64_t missed;   /* boundaries skipped because a tick came late */
+    uint64_t missed; /* boundaries skipped because a tick came late */
     sched_tick_cb tick_cb;
     sched_close_cb close_cb;
-    void *data;        /* for the owner */
+    void *data; /* for the owner */
 };
 
 /* Initialise on loop. interval_ms >= 1; 0 <= offset_ms < interval_ms.

@@ -52,20 +52,20 @@ extern "C" {
  * Error codes. A fallible function returns 0 on success or one of these
  * negative codes. The list is append-only.
  */
-#define VIGIL_ERRNO_MAP(XX)                                                  \
-    XX(EINVAL, -1, "invalid argument")                                       \
-    XX(ENOMEM, -2, "out of memory")                                          \
-    XX(EIO, -3, "input/output error")                                        \
-    XX(ENOENT, -4, "not found")                                              \
-    XX(EEXIST, -5, "already exists")                                         \
-    XX(ELIMIT, -6, "limit reached")                                          \
-    XX(ECONFIG, -7, "configuration error")                                   \
-    XX(EABI, -8, "plugin ABI mismatch")                                      \
-    XX(ETIMEDOUT, -9, "timed out")                                           \
-    XX(EBUSY, -10, "busy")                                                   \
-    XX(ECANCELED, -11, "canceled")                                           \
-    XX(EUNAVAIL, -12, "not available on this system")                        \
-    XX(EPARSE, -13, "parse error")                                           \
+#define VIGIL_ERRNO_MAP(XX)                                                    \
+    XX(EINVAL, -1, "invalid argument")                                         \
+    XX(ENOMEM, -2, "out of memory")                                            \
+    XX(EIO, -3, "input/output error")                                          \
+    XX(ENOENT, -4, "not found")                                                \
+    XX(EEXIST, -5, "already exists")                                           \
+    XX(ELIMIT, -6, "limit reached")                                            \
+    XX(ECONFIG, -7, "configuration error")                                     \
+    XX(EABI, -8, "plugin ABI mismatch")                                        \
+    XX(ETIMEDOUT, -9, "timed out")                                             \
+    XX(EBUSY, -10, "busy")                                                     \
+    XX(ECANCELED, -11, "canceled")                                             \
+    XX(EUNAVAIL, -12, "not available on this system")                          \
+    XX(EPARSE, -13, "parse error")                                             \
     XX(ESTATE, -14, "wrong state")
 
 enum vigil_errno {
@@ -81,8 +81,8 @@ static inline const char *vigil_error_text(int code)
     switch (code) {
     case VIGIL_OK:
         return "success";
-#define VIGIL_ERRNO_TEXT_(name, num, text)                                   \
-    case VIGIL_##name:                                                       \
+#define VIGIL_ERRNO_TEXT_(name, num, text)                                     \
+    case VIGIL_##name:                                                         \
         return text;
         VIGIL_ERRNO_MAP(VIGIL_ERRNO_TEXT_)
 #undef VIGIL_ERRNO_TEXT_
@@ -175,10 +175,10 @@ typedef void (*vigil_after_work_cb)(void *arg, int status);
  * JSON texts so that plugins need no JSON library in the ABI.
  */
 struct vigil_diag {
-    const char *name;     /* "<plugin>.<verb>", e.g. "pg.slow_queries" */
-    const char *help;     /* one line */
-    const char *args;     /* documentation of the JSON arguments */
-    int is_action;        /* 0: read-only diagnostic; 1: changes things */
+    const char *name; /* "<plugin>.<verb>", e.g. "pg.slow_queries" */
+    const char *help; /* one line */
+    const char *args; /* documentation of the JSON arguments */
+    int is_action;    /* 0: read-only diagnostic; 1: changes things */
     /* Start the work. Return 0 when host->reply() has been or will be
      * called; a negative code when nothing was started (then reply() must
      * not be called: the core replies with that code). */
@@ -197,10 +197,11 @@ struct vigil_host {
     uint32_t struct_size;
 
     /* Intern a series: the metric name plus up to VIGIL_LABELS_MAX labels
-     * (labels may be NULL when nlabels is 0), in any order (the core sorts them and adds `instance` for named
-     * instances). The same name and labels always give the same id. Strings
-     * are copied. Returns 0, VIGIL_EINVAL (bad name or label) or
-     * VIGIL_ELIMIT (series limit reached). */
+     * (labels may be NULL when nlabels is 0), in any order: the core sorts
+     * them and adds `instance` for named instances. The same name and
+     * labels always give the same id. Strings are copied. Returns 0,
+     * VIGIL_EINVAL (bad name or label) or VIGIL_ELIMIT (series limit
+     * reached). */
     int (*series)(vigil_instance *inst, const char *name,
                   const struct vigil_label *labels, size_t nlabels,
                   vigil_series_id *out);

@@ -77,8 +77,7 @@ static int good_collect(void *state)
 
     g->collects++;
     if (g->conf->fail) {
-        g->host->error(g->inst, "target %s failed on purpose",
-                       g->conf->target);
+        g->host->error(g->inst, "target %s failed on purpose", g->conf->target);
         return VIGIL_EIO;
     }
     g->host->publish(g->inst, g->id, 0, (double)g->conf->count);

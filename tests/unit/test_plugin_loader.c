@@ -85,6 +85,7 @@ struct fixture {
     struct cfg_diag diag;
 };
 
+/* clang-format off */
 static const char conf_text[] =
     "[plugin good a]\n"         /* 1 */
     "target = alpha\n"          /* 2 */
@@ -106,6 +107,7 @@ static const char conf_text[] =
     "[plugin good f]\n"         /* 18 */
     "target = phi\n"            /* 19 */
     "interval = soon\n";        /* 20 */
+/* clang-format on */
 
 static void fixture_setup(struct fixture *f, int check_only)
 {
@@ -116,8 +118,7 @@ static void fixture_setup(struct fixture *f, int check_only)
     bus_limits_default(&lim);
     assert_int_equal(bus_create(&lim, &f->bus), 0);
     cfg_diag_init(&f->diag);
-    assert_int_equal(cfg_load_string("t.ini", conf_text, &f->cfg, &f->diag),
-                     0);
+    assert_int_equal(cfg_load_string("t.ini", conf_text, &f->cfg, &f->diag), 0);
     struct plug_env env = {.loop = &f->loop,
                            .bus = f->bus,
                            .plugin_dir = dir(),
@@ -186,8 +187,7 @@ static void on_sample(void *arg, vigil_series_id id, int64_t ts, double v)
     if (strcmp(key, "good.value{instance=\"a\",target=\"alpha\"}") == 0) {
         assert_true(v == 3.0);
         w->seen_a++;
-    } else if (strcmp(key, "good.value{instance=\"b\",target=\"beta\"}") ==
-               0) {
+    } else if (strcmp(key, "good.value{instance=\"b\",target=\"beta\"}") == 0) {
         assert_true(v == 7.0);
         w->seen_b++;
     } else if (strcmp(key, "good.up{instance=\"e\"}") == 0) {
@@ -212,8 +212,7 @@ static void test_collect_and_free_metrics(void **state)
     (void)state;
     fixture_setup(&f, 0);
     assert_int_equal(bus_selector_parse("good.*", &sel, NULL), 0);
-    assert_int_equal(
-        bus_subscribe(f.bus, &sel, on_sample, NULL, &w, &sub), 0);
+    assert_int_equal(bus_subscribe(f.bus, &sel, on_sample, NULL, &w, &sub), 0);
     plug_set_start(f.ps);
     uv_run(&f.loop, UV_RUN_DEFAULT); /* until on_sample stops it */
     assert_true(w.seen_a >= 2 && w.seen_b >= 2 && w.seen_e_down >= 2);
@@ -223,8 +222,7 @@ static void test_collect_and_free_metrics(void **state)
     assert_int_equal(bus_find(f.bus, "good.collect_ms", &inst_a, 1, &id), 0);
     assert_true(win_last(bus_window(f.bus, id))->v >= 0.0);
     /* e fails every collect and says so through host->error. */
-    assert_int_equal(bus_find(f.bus, "good.errors_total", &inst_e, 1, &id),
-                     0);
+    assert_int_equal(bus_find(f.bus, "good.errors_total", &inst_e, 1, &id), 0);
     assert_true(win_last(bus_window(f.bus, id))->v >= 2.0);
     bus_unsubscribe(f.bus, sub);
     fixture_teardown(&f);
