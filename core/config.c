@@ -373,12 +373,39 @@ int cfg_parse_duration_ms(const char *text, int64_t *ms)
         {"h", 3600000}, {"d", 86400000}, {"", 1000},
     };
     const size_t nunits = sizeof(units) / sizeof(units[0]);
-    uint64_t v;
+    uint64_t v, total = 0;
+    const char *p = text;
+    char part[32];
+    int parts = 0;
 
-    if (parse_with_unit(text, units, nunits, 0, &v) != 0 || v > INT64_MAX) {
+    if (parse_with_unit(text, units, nunits, 0, &v) == 0) {
+        if (v > INT64_MAX) {
+            return VIGIL_EINVAL;
+        }
+        *ms = (int64_t)v;
+        return 0;
+    }
+    /* Compound forms such as "1m30s" or "2h15m": each part has a unit. */
+    while (text != NULL && *p != '\0') {
+        size_t num = strspn(p, "0123456789.");
+        size_t unit = strspn(p + num, "msdh");
+        if (num == 0 || unit == 0 || num + unit >= sizeof(part)) {
+            return VIGIL_EINVAL;
+        }
+        memcpy(part, p, num + unit);
+        part[num + unit] = '\0';
+        if (parse_with_unit(part, units, nunits - 1, 0, &v) != 0 ||
+            v > INT64_MAX - total) {
+            return VIGIL_EINVAL;
+        }
+        total += v;
+        p += num + unit;
+        parts++;
+    }
+    if (parts < 2) {
         return VIGIL_EINVAL;
     }
-    *ms = (int64_t)v;
+    *ms = (int64_t)total;
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* daemon - vigil run / vigil check: the loop and everything on it. */
 #include "daemon.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,9 @@
 #include "config.h"
 #include "log.h"
 #include "plug.h"
+#include "paths.h"
 #include "print.h"
+#include "runbook.h"
 #include "schedule.h"
 
 #define DAEMON_RELOAD_HOOKS 16
@@ -24,7 +27,6 @@
 /* The [vigil] section. */
 struct daemon_conf {
     const char *plugin_dir;
-    const char *rules_dir;
     int log_level;
     int64_t interval_ms;
     int64_t window;
@@ -36,8 +38,6 @@ struct daemon_conf {
 static const struct vigil_option daemon_options[] = {
     {"plugin_dir", VIGIL_OPT_STRING, NULL, OFF(plugin_dir),
      "where plugins are loaded from (default: next to the binary)", 0, NULL},
-    {"rules_dir", VIGIL_OPT_STRING, "../rules", OFF(rules_dir),
-     "runbooks directory, relative to this file", 0, NULL},
     {"log_level", VIGIL_OPT_ENUM, "info", OFF(log_level),
      "most verbose level written", 0, "error|warn|info|debug"},
     {"interval", VIGIL_OPT_DURATION, "10s", OFF(interval_ms),
@@ -52,13 +52,44 @@ static const struct vigil_option daemon_options[] = {
 };
 #undef OFF
 
+/* The [rules] section: runbooks. */
+struct rules_conf {
+    const char *dir;
+    const char *scripts;
+    int64_t budget_ms;
+    uint64_t memory;
+    int64_t quarantine_after;
+};
+
+#define ROFF(f) offsetof(struct rules_conf, f)
+static const struct vigil_option rules_options[] = {
+    {"dir", VIGIL_OPT_STRING, NULL, ROFF(dir),
+     "runbooks: every *.lua below it (default: the shipped rules/)", 0, NULL},
+    {"scripts", VIGIL_OPT_STRING, NULL, ROFF(scripts),
+     "where runbooks `require` Lua modules from (default: shipped "
+     "scripts/)",
+     0, NULL},
+    {"budget", VIGIL_OPT_DURATION, "50ms", ROFF(budget_ms),
+     "time one runbook call may take before it is aborted", 0, NULL},
+    {"memory", VIGIL_OPT_BYTES, "64MiB", ROFF(memory),
+     "memory one runbook may hold", 0, NULL},
+    {"quarantine_after", VIGIL_OPT_INT, "5", ROFF(quarantine_after),
+     "errors in a row before a handler is quarantined", 0, NULL},
+    {NULL, 0, NULL, 0, NULL, 0, NULL},
+};
+#undef ROFF
+
 /* Sections the core knows; later modules append theirs. */
-static const char daemon_sections[] = "vigil, plugin";
+static const char daemon_sections[] = "vigil, plugin, rules";
 
 struct daemon {
     uv_loop_t loop;
     struct cfg *cfg;
     struct daemon_conf conf;
+    struct rules_conf rconf;
+    char rules_dir[PATH_MAX];
+    char scripts_dir[PATH_MAX];
+    struct rb_engine *rules;
     struct bus *bus;
     struct plug_set *plugs;
     struct print *print;
@@ -100,6 +131,53 @@ static void report_diag(struct cfg_diag *diag)
     }
 }
 
+/* The [rules] section; directories default to the shipped ones. */
+static void load_rules_conf(struct daemon *d, struct cfg_diag *diag)
+{
+    struct cfg_section *sec = cfg_first(d->cfg, "rules");
+    char buf[PATH_MAX];
+
+    cfg_apply(d->cfg, rules_options, sec, NULL, &d->rconf, diag);
+    if (d->rconf.budget_ms < 1 || d->rconf.quarantine_after < 1) {
+        cfg_diag_add(diag,
+                     "%s: [rules] budget and quarantine_after must "
+                     "be above 0",
+                     cfg_path(d->cfg));
+    }
+    snprintf(d->rules_dir, sizeof(d->rules_dir), "%s",
+             d->rconf.dir ? cfg_resolve_path(d->cfg, d->rconf.dir)
+                          : paths_data_dir("rules", buf, sizeof(buf)));
+    snprintf(d->scripts_dir, sizeof(d->scripts_dir), "%s",
+             d->rconf.scripts ? cfg_resolve_path(d->cfg, d->rconf.scripts)
+                              : paths_data_dir("scripts", buf, sizeof(buf)));
+}
+
+/* Create the runbook engine and load every runbook. Problems go to diag;
+ * runbooks that load run. Returns 0 or VIGIL_ENOMEM. */
+static int rules_setup(struct daemon *d, uv_loop_t *loop, struct cfg_diag *diag)
+{
+    struct rb_env env = {.bus = d->bus,
+                         .loop = loop,
+                         .rules_dir = d->rules_dir,
+                         .script_path = d->scripts_dir,
+                         .mem_max = (size_t)d->rconf.memory,
+                         .budget_ns = d->rconf.budget_ms * 1000000,
+                         .quarantine_after =
+                             (unsigned)d->rconf.quarantine_after};
+    int files;
+
+    if (rb_engine_create(&env, &d->rules) != 0) {
+        return VIGIL_ENOMEM;
+    }
+    files = rb_engine_load(d->rules, diag);
+    if (loop != NULL) {
+        unsigned nf, nr, nq;
+        rb_engine_counts(d->rules, &nf, &nr, &nq);
+        log_info("rules", "%s: %d runbooks, %u rules", d->rules_dir, files, nr);
+    }
+    return 0;
+}
+
 /* Load the config and the [vigil] section. Problems go to diag. */
 static int load_config(const struct daemon_opts *o, struct daemon *d,
                        struct cfg_diag *diag)
@@ -139,6 +217,7 @@ static int load_config(const struct daemon_opts *o, struct daemon *d,
         cfg_diag_add(diag, "%s: [vigil] intervals must be at least 1ms",
                      cfg_path(d->cfg));
     }
+    load_rules_conf(d, diag);
     return diag->n ? VIGIL_ECONFIG : 0;
 }
 
@@ -174,8 +253,11 @@ int daemon_check(const struct daemon_opts *o)
         if (bus_create(&lim, &env.bus) == 0 &&
             plug_set_create(&env, &d.plugs) == 0) {
             plug_set_configure(d.plugs, d.cfg, 1, diag);
+            d.bus = env.bus;
+            rules_setup(&d, NULL, diag);
         }
         cfg_check_unclaimed(d.cfg, daemon_sections, diag);
+        rb_engine_destroy(d.rules);
         plug_set_destroy(d.plugs);
         bus_destroy(env.bus);
     }
@@ -317,6 +399,53 @@ static void on_grace_timer(uv_timer_t *t)
     uv_walk(&d->loop, close_all, NULL);
 }
 
+/* Every rule transition goes to the log. */
+static void on_rule_event(void *arg, const struct rule_event *ev,
+                          const char *file)
+{
+    struct daemon *d = arg;
+    char src[RULE_NAME_MAX + 16];
+
+    snprintf(src, sizeof(src), "rule=%s", ev->def->name);
+    log_msg(ev->to == RULE_CRITICAL  ? VIGIL_LOG_ERROR
+            : ev->to == RULE_WARNING ? VIGIL_LOG_WARN
+                                     : VIGIL_LOG_INFO,
+            src, "%s%s%s -> %s: %s (%s)",
+            ev->def->kind == RULE_THRESHOLD ? bus_series_key(d->bus, ev->series)
+                                            : "",
+            ev->def->kind == RULE_THRESHOLD ? " " : "",
+            rule_state_name(ev->from), rule_state_name(ev->to),
+            ev->reason ? ev->reason : "", file);
+}
+
+/* SIGHUP: re-run every runbook; broken ones keep their old version. */
+static void on_reload_rules(void *arg)
+{
+    struct daemon *d = arg;
+    struct cfg_diag *diag = malloc(sizeof(*diag));
+    unsigned files, rules, quarantined;
+
+    if (diag == NULL) {
+        log_error("rules", "reload: out of memory");
+        return;
+    }
+    cfg_diag_init(diag);
+    rb_engine_load(d->rules, diag);
+    cfg_diag_sort(diag);
+    for (unsigned i = 0; i < diag->n && i < CFG_DIAG_MAX; i++) {
+        log_error("rules",
+                  "reload: %s (the previous version keeps "
+                  "running)",
+                  diag->msg[i]);
+    }
+    rb_engine_counts(d->rules, &files, &rules, &quarantined);
+    log_info("rules",
+             "reloaded: %u runbooks, %u rules, %u quarantined, "
+             "%u errors",
+             files, rules, quarantined, diag->n);
+    free(diag);
+}
+
 static void daemon_stop(struct daemon *d, const char *why)
 {
     if (d->stopping) {
@@ -325,6 +454,7 @@ static void daemon_stop(struct daemon *d, const char *why)
     d->stopping = 1;
     log_info("core", "stopping (%s)", why);
     plug_set_stop(d->plugs);
+    rb_engine_stop(d->rules);
     for (int i = 0; i < 3; i++) {
         uv_close((uv_handle_t *)&d->sig[i], NULL);
     }
@@ -438,6 +568,11 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
         return 1;
     }
     plug_set_configure(d->plugs, d->cfg, 0, diag);
+    if (rules_setup(d, &d->loop, diag) != 0) {
+        return 1;
+    }
+    rb_engine_observe(d->rules, on_rule_event, d);
+    daemon_on_reload(d, on_reload_rules, d);
     cfg_check_unclaimed(d->cfg, daemon_sections, diag);
     /* A plugin that cannot start is reported and skipped; the config
      * itself must be right. */
@@ -469,6 +604,7 @@ int daemon_run(const struct daemon_opts *o)
     start_handles(d, o);
     d->handles_up = 1;
     plug_set_start(d->plugs);
+    rb_engine_start(d->rules);
     plug_set_counts(d->plugs, &running, &failed);
     log_info("core",
              "vigil %s running: config %s, %u plugin instances "
@@ -489,6 +625,7 @@ out:
         uv_run(&d->loop, UV_RUN_DEFAULT);
     }
     plug_set_destroy(d->plugs);
+    rb_engine_destroy(d->rules);
     print_destroy(d->print);
     bus_destroy(d->bus);
     cfg_destroy(d->cfg);

@@ -1,5 +1,6 @@
 /* main - the vigil command line: run, check, help, version. */
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,9 @@
 #include "config.h"
 #include "daemon.h"
 #include "err.h"
+#include "paths.h"
 #include "plug.h"
+#include "ruletest.h"
 
 #define MAIN_PRINT_MAX 64
 #define MAIN_SYSTEM_CONFIG "/etc/vigil/vigil.ini"
@@ -39,6 +42,12 @@ static const struct {
      "there are any, 0 otherwise. Nothing is started.\n"
      "  -c, --config FILE   config file (as for run)\n"
      "  --plugin-dir DIR    load plugins from DIR"},
+    {"test", "vigil test [PATH]...",
+     "Run runbook tests: every *_test.lua file named, or found below the\n"
+     "directories named (default: the shipped rules/). Each failed\n"
+     "assertion prints `file:line: ...`; the last line says\n"
+     "`N passed, N failed`. Exits 1 on failures, 2 if a file could not\n"
+     "run. See docs/runbooks.md."},
     {"help", "vigil help [COMMAND | plugins | plugin NAME]",
      "Show help for a command, list the installed plugins, or show a\n"
      "plugin's options."},
@@ -183,6 +192,16 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "help")) {
         return cmd_help(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "test")) {
+        char rules[PATH_MAX], scripts[PATH_MAX];
+        const char *def[1] = {paths_data_dir("rules", rules, sizeof(rules))};
+        paths_data_dir("scripts", scripts, sizeof(scripts));
+        if (argc > 2) {
+            return rtest_run((const char *const *)argv + 2, (size_t)(argc - 2),
+                             scripts, stdout);
+        }
+        return rtest_run(def, 1, scripts, stdout);
     }
     if (!strcmp(cmd, "run") || !strcmp(cmd, "check")) {
         int run = !strcmp(cmd, "run");

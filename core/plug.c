@@ -10,6 +10,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "paths.h"
 #include "schedule.h"
 
 #define PLUG_DIAGS_MAX 32
@@ -184,28 +185,16 @@ const char *plug_path(const struct plug_mod *m)
 const char *plug_default_dir(void)
 {
     static char dir[PATH_MAX + 64];
-    char exe[PATH_MAX];
     const char *env = getenv("VIGIL_PLUGIN_DIR");
-    ssize_t n;
-    char *slash;
 
     if (env != NULL && *env != '\0') {
         snprintf(dir, sizeof(dir), "%s", env);
         return dir;
     }
-    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0) {
-        snprintf(dir, sizeof(dir), "plugins");
-        return dir;
-    }
-    exe[n] = '\0';
-    slash = strrchr(exe, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-    }
-    snprintf(dir, sizeof(dir), "%s/plugins", exe);
+    snprintf(dir, sizeof(dir), "%s/plugins", paths_exe_dir());
     if (access(dir, F_OK) != 0) {
-        snprintf(dir, sizeof(dir), "%s/%s", exe, VIGIL_PLUGIN_RELDIR);
+        snprintf(dir, sizeof(dir), "%s/%s", paths_exe_dir(),
+                 VIGIL_PLUGIN_RELDIR);
     }
     return dir;
 }

@@ -12,7 +12,7 @@ foreach(src ${UNIT_SOURCES})
     add_executable(${n} ${src})
     target_link_libraries(${n} PRIVATE vigil_core PkgConfig::CMOCKA)
     add_test(NAME unit_${n} COMMAND ${n})
-    set_tests_properties(unit_${n} PROPERTIES LABELS unit
+    set_tests_properties(unit_${n} PROPERTIES LABELS unit TIMEOUT 120
         ENVIRONMENT "VIGIL_TEST_PLUGINS=${CMAKE_BINARY_DIR}/test-plugins;VIGIL_PLUGIN_DIR=${VIGIL_PLUGIN_OUT};VIGIL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
 endforeach()
 
@@ -56,3 +56,7 @@ target_compile_definitions(sys_parse_test PRIVATE
 target_link_libraries(sys_parse_test PRIVATE PkgConfig::CMOCKA m)
 add_test(NAME unit_sys_parse COMMAND sys_parse_test)
 set_tests_properties(unit_sys_parse PROPERTIES LABELS unit)
+
+# The runbooks vigil ships all come with tests.
+add_test(NAME rules_shipped COMMAND vigil test ${CMAKE_SOURCE_DIR}/rules)
+set_tests_properties(rules_shipped PROPERTIES LABELS rules TIMEOUT 120)

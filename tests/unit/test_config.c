@@ -158,6 +158,9 @@ static void test_parse_duration(void **state)
         {"0.5m", 30000},
         {"007s", 7000},
         {"9223372036854775807ms", INT64_MAX},
+        {"1m30s", 90000},
+        {"2h15m", 8100000},
+        {"1m500ms", 60500},
     };
     static const char *const bad[] = {
         "",
@@ -178,6 +181,10 @@ static void test_parse_duration(void **state)
         "1e3s",
         "5 5s",
         "1..5s",
+        "1m30",
+        "m30s",
+        "1m-30s",
+        "1m 30s",
     };
     size_t i;
     int64_t ms;

@@ -1,0 +1,80 @@
+/*
+ * runbook - loads Lua runbooks and runs them against the bus.
+ *
+ * Each runbook file gets its own sandboxed Lua state (lua_host.h) and the
+ * `vigil` module (docs/runbooks.md). Running a file declares thresholds,
+ * conditions, handlers and schedules; once the whole file has run without
+ * error they are committed: thresholds and conditions become compiled rules
+ * in one rule set (rule.h), handlers are called on their rules'
+ * transitions, schedules and conditions run on the engine's clock.
+ *
+ * Reload (rb_engine_load again, on SIGHUP) re-runs every file: a file with
+ * an error is rejected whole and its previous version keeps running; a rule
+ * whose definition did not change keeps its instances, states and hold
+ * timers; a changed rule starts fresh; rules that disappeared are removed.
+ *
+ * Time comes from rb_engine_tick(now): the daemon calls it from a timer
+ * with the wall clock (rb_engine_start), `vigil test` with a virtual
+ * clock. A handler, predicate or schedule that fails `quarantine_after`
+ * times in a row is quarantined (logged once, no longer called); the
+ * others run on.
+ *
+ * The engine owns the rule set and the Lua states; it borrows the bus and
+ * the loop.
+ */
+#ifndef VIGIL_RUNBOOK_H
+#define VIGIL_RUNBOOK_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "bus.h"
+#include "config.h"
+#include "rule.h"
+
+struct rb_engine;
+
+struct rb_env {
+    struct bus *bus;
+    uv_loop_t *loop;         /* NULL: driven by rb_engine_tick only */
+    const char *rules_dir;   /* every *.lua below it, sorted */
+    const char *script_path; /* ';'-separated dirs for require */
+    size_t mem_max;          /* per runbook; 0 = default */
+    int64_t budget_ns;       /* per call; 0 = default */
+    unsigned quarantine_after; /* 0 = 5 */
+};
+
+/* Observe every transition (the test runner; later, incidents). */
+typedef void (*rb_event_cb)(void *arg, const struct rule_event *ev,
+                            const char *file);
+
+int rb_engine_create(const struct rb_env *env, struct rb_engine **out);
+void rb_engine_destroy(struct rb_engine *e); /* accepts NULL */
+
+void rb_engine_observe(struct rb_engine *e, rb_event_cb cb, void *arg);
+
+/* (Re)load every runbook under rules_dir. Problems go to diag with
+ * file:line; a file with a problem keeps its previous version (or is not
+ * loaded). Returns the number of files in service. */
+int rb_engine_load(struct rb_engine *e, struct cfg_diag *diag);
+
+/* The same for an explicit list of files (vigil test, vigil check). */
+int rb_engine_load_files(struct rb_engine *e, const char *const *paths,
+                         size_t n, struct cfg_diag *diag);
+
+/* Run due schedules and conditions, then the rules' time-based parts.
+ * now is wall-clock ns (or virtual). Does not fail. */
+void rb_engine_tick(struct rb_engine *e, int64_t now);
+
+/* Drive rb_engine_tick from a timer on env->loop; rb_engine_stop closes
+ * it (the loop must then run for the close callback). */
+int rb_engine_start(struct rb_engine *e);
+void rb_engine_stop(struct rb_engine *e);
+
+struct rule_set *rb_engine_rules(struct rb_engine *e);
+
+/* Counters for status: rules, quarantined items. */
+void rb_engine_counts(const struct rb_engine *e, unsigned *files,
+                      unsigned *rules, unsigned *quarantined);
+
+#endif
