@@ -113,8 +113,8 @@ int rtest_parse_series(const char *text, double *values, int max, char *err,
         } else {
             a = strtod(tok, &end);
             if (end == tok) {
-                snprintf(err, errsize, "expected a number in '%.*s'",
-                         (int)len, p - len);
+                snprintf(err, errsize, "expected a number in '%.*s'", (int)len,
+                         p - len);
                 return -1;
             }
             if (*end == '+' || *end == '-') {
@@ -337,8 +337,7 @@ static int labels_match(struct rt_run *r, lua_State *L, int idx,
 
 /* Intern the series named by an input key: `name{k=v,...}`, exact
  * labels only. */
-static int input_series(struct rt_run *r, const char *key,
-                        vigil_series_id *id)
+static int input_series(struct rt_run *r, const char *key, vigil_series_id *id)
 {
     struct bus_selector sel;
     struct vigil_label labels[BUS_MATCHERS_MAX];
@@ -381,8 +380,10 @@ static int read_inputs(struct rt_run *r, lua_State *L, int idx,
         const char *text = lua_tostring(L, -1);
         struct rt_input *x = &in[*nin];
         if (key == NULL || text == NULL || *nin == RT_INPUTS_MAX) {
-            fail(r, "input: expected [\"series\"] = \"values\" (at most "
-                    "%d series)", RT_INPUTS_MAX);
+            fail(r,
+                 "input: expected [\"series\"] = \"values\" (at most "
+                 "%d series)",
+                 RT_INPUTS_MAX);
             rc = -1;
         } else if (input_series(r, key, &x->id) != 0) {
             rc = -1;
@@ -442,17 +443,17 @@ static void check_expect(struct rt_run *r, lua_State *L, int idx, int i)
     }
     lua_pop(L, 1);
     if (found > 1) {
-        fail(r, "expect[%d] at %s: rule '%s' has %d instances here; give "
-                "labels to pick one", i, fmt_time(at, tb, sizeof(tb)), name,
-             found);
+        fail(r,
+             "expect[%d] at %s: rule '%s' has %d instances here; give "
+             "labels to pick one",
+             i, fmt_time(at, tb, sizeof(tb)), name, found);
     } else if (found == 0 && strcmp(want, "nodata") != 0) {
-        fail(r, "expect[%d] at %s: rule '%s' has no instance%s, expected %s",
-             i, fmt_time(at, tb, sizeof(tb)), name,
+        fail(r, "expect[%d] at %s: rule '%s' has no instance%s, expected %s", i,
+             fmt_time(at, tb, sizeof(tb)), name,
              has_labels ? " with these labels" : "", want);
     } else if (found == 1 && strcmp(rule_state_name(state), want) != 0) {
         fail(r, "expect[%d] at %s: rule '%s' is %s, expected %s", i,
-             fmt_time(at, tb, sizeof(tb)), name, rule_state_name(state),
-             want);
+             fmt_time(at, tb, sizeof(tb)), name, rule_state_name(state), want);
     } else {
         r->passed++;
     }
@@ -488,15 +489,18 @@ static void check_transitions(struct rt_run *r, lua_State *L, int idx)
         const char *rule = lua_tostring(L, -3);
         const char *to = lua_tostring(L, -2);
         const char *from = lua_tostring(L, -1);
-        int ok = rule != NULL && to != NULL && strcmp(rule, t->rule) == 0 &&
-                 strcmp(to, rule_state_name(t->to)) == 0 &&
-                 (from == NULL || strcmp(from, rule_state_name(t->from)) == 0) &&
-                 (at == -2 || at == t->ts);
+        int ok =
+            rule != NULL && to != NULL && strcmp(rule, t->rule) == 0 &&
+            strcmp(to, rule_state_name(t->to)) == 0 &&
+            (from == NULL || strcmp(from, rule_state_name(t->from)) == 0) &&
+            (at == -2 || at == t->ts);
         if (!ok) {
-            fail(r, "transitions[%d]: expected %s -> %s at %s, got %s %s -> "
-                    "%s at %s", i, rule ? rule : "?", to ? to : "?",
-                 at >= 0 ? fmt_time(at, tb, sizeof(tb)) : "any time",
-                 t->rule, rule_state_name(t->from), rule_state_name(t->to),
+            fail(r,
+                 "transitions[%d]: expected %s -> %s at %s, got %s %s -> "
+                 "%s at %s",
+                 i, rule ? rule : "?", to ? to : "?",
+                 at >= 0 ? fmt_time(at, tb, sizeof(tb)) : "any time", t->rule,
+                 rule_state_name(t->from), rule_state_name(t->to),
                  fmt_time(t->ts, tb2, sizeof(tb2)));
             lua_settop(L, e - 1);
             return;

@@ -37,7 +37,7 @@ int rtest_run(const char *const *paths, size_t n, const char *script_path,
 /* Parse promtool series notation. On success fills up to max values
  * (NaN for a gap) and returns their number; -1 with a message in err on
  * a syntax error. Exposed for unit tests. */
-int rtest_parse_series(const char *text, double *values, int max,
-                       char *err, size_t errsize);
+int rtest_parse_series(const char *text, double *values, int max, char *err,
+                       size_t errsize);
 
 #endif

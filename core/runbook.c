@@ -31,10 +31,10 @@ struct rb_item {
     char name[RULE_NAME_MAX]; /* handler: rule name or "*"; condition */
     int ref;                  /* the function in the registry */
     int line;
-    int64_t every_ns;         /* schedules and conditions */
+    int64_t every_ns; /* schedules and conditions */
     int64_t next_due;
-    int level_true;           /* condition: level when `when` is true */
-    size_t decl;              /* condition: index of its declaration */
+    int level_true; /* condition: level when `when` is true */
+    size_t decl;    /* condition: index of its declaration */
     unsigned errors_in_row;
     int quarantined;
 };
@@ -220,8 +220,8 @@ static int edit_distance(const char *a, const char *b)
         for (int j = 1; j <= lb; j++) {
             int cur = row[j];
             int sub = prev + (a[i - 1] != b[j - 1]);
-            int best = row[j] + 1 < row[j - 1] + 1 ? row[j] + 1
-                                                   : row[j - 1] + 1;
+            int best =
+                row[j] + 1 < row[j - 1] + 1 ? row[j] + 1 : row[j - 1] + 1;
             row[j] = sub < best ? sub : best;
             prev = cur;
         }
@@ -230,8 +230,8 @@ static int edit_distance(const char *a, const char *b)
 }
 
 static const char *const key_aliases[][2] = {
-    {"critical", "crit"},  {"warning", "warn"},   {"threshold", "crit"},
-    {"interval", "every"}, {"duration", "hold"},  {"for", "hold"},
+    {"critical", "crit"},   {"warning", "warn"},  {"threshold", "crit"},
+    {"interval", "every"},  {"duration", "hold"}, {"for", "hold"},
     {"selector", "metric"}, {"series", "metric"}, {"statistic", "stat"},
 };
 
@@ -261,9 +261,8 @@ static void check_keys(lua_State *L, int idx, const char *const *keys,
             }
         }
         /* People write the long forms; suggest the key they meant. */
-        for (size_t i = 0; !found && i < sizeof(key_aliases) /
-                                              sizeof(key_aliases[0]);
-             i++) {
+        for (size_t i = 0;
+             !found && i < sizeof(key_aliases) / sizeof(key_aliases[0]); i++) {
             int d = edit_distance(k, key_aliases[i][0]);
             int valid = 0;
             for (const char *const *p = keys; *p; p++) {
@@ -287,13 +286,13 @@ static void check_keys(lua_State *L, int idx, const char *const *keys,
 /* ---------------------------------------------------------------- declare */
 
 static const char *const threshold_keys[] = {
-    "metric", "stat",  "window", "warn",       "crit",   "direction",
-    "hold",   "clear", "crit_clear", "clear_hold", "nodata", "flap",
-    "labels", "title", NULL};
+    "metric",    "stat", "window", "warn",       "crit",
+    "direction", "hold", "clear",  "crit_clear", "clear_hold",
+    "nodata",    "flap", "labels", "title",      NULL};
 
 static const char *const condition_keys[] = {
-    "when", "every", "level", "hold", "clear_hold", "nodata",
-    "flap", "labels", "title", NULL};
+    "when",   "every", "level",  "hold",  "clear_hold",
+    "nodata", "flap",  "labels", "title", NULL};
 
 /* Settings both kinds share: hold, clear_hold, nodata, flap, labels,
  * title. The table is at idx. */
@@ -361,9 +360,11 @@ static void decl_threshold(lua_State *L, int idx, struct rule_def *def)
     if (lua_getfield(L, idx, "stat") != LUA_TNIL) {
         const char *s = luaL_checkstring(L, -1);
         if (win_stat_parse(s, &def->stat) != 0) {
-            luaL_error(L, "threshold '%s': unknown stat '%s'; expected last, "
+            luaL_error(L,
+                       "threshold '%s': unknown stat '%s'; expected last, "
                        "avg, min, max, sum, count, delta, rate, slope or "
-                       "pNN", def->name, s);
+                       "pNN",
+                       def->name, s);
         }
     }
     lua_pop(L, 1);
@@ -408,8 +409,7 @@ static void decl_condition(lua_State *L, int idx, struct rule_def *def,
     }
     item->every_ns = check_duration(L, -1, "every");
     if (item->every_ns < 1000000) {
-        luaL_error(L, "condition '%s': every must be at least 1ms",
-                   def->name);
+        luaL_error(L, "condition '%s': every must be at least 1ms", def->name);
     }
     lua_pop(L, 1);
     item->level_true = RULE_CRITICAL;
@@ -441,8 +441,8 @@ static int l_rb_declare(lua_State *L)
     check_keys(L, 1, is_cond ? condition_keys : threshold_keys, what, name);
     for (size_t i = 0; i < f->ndecls; i++) {
         if (strcmp(f->decls[i].def.name, name) == 0) {
-            return luaL_error(L, "%s '%s' is already declared at line %d",
-                              what, name, f->decls[i].meta->line);
+            return luaL_error(L, "%s '%s' is already declared at line %d", what,
+                              name, f->decls[i].meta->line);
         }
     }
     if (grow((void **)&f->decls, &f->capdecls, f->ndecls, sizeof(*f->decls)) ||
@@ -600,8 +600,10 @@ static int l_rb_value(lua_State *L)
             continue;
         }
         if (++matches > 1) {
-            return luaL_error(L, "'%s' matches several series; use "
-                              "vigil.values", lua_tostring(L, 1));
+            return luaL_error(L,
+                              "'%s' matches several series; use "
+                              "vigil.values",
+                              lua_tostring(L, 1));
         }
         if (bus_stat(bus, id, st, e->now, span, &out) == 0) {
             v = out;
@@ -751,8 +753,10 @@ static int item_call(struct rb_file *f, struct rb_item *it, int nargs,
     snprintf(src, sizeof(src), "runbook=%s:%d", f->path, it->line);
     if (it->errors_in_row >= limit) {
         it->quarantined = 1;
-        log_error(src, "%s '%s' quarantined after %u errors in a row; "
-                  "last: %s", kind_name(it->kind), it->name, limit, err.msg);
+        log_error(src,
+                  "%s '%s' quarantined after %u errors in a row; "
+                  "last: %s",
+                  kind_name(it->kind), it->name, limit, err.msg);
     } else {
         log_error(src, "%s '%s' failed: %s", kind_name(it->kind), it->name,
                   err.msg);
@@ -853,9 +857,10 @@ static void run_condition(struct rb_file *f, struct rb_item *it)
     if (lua_type(L, -2) == LUA_TSTRING) {
         level = parse_level_name(lua_tostring(L, -2));
         if (level < 0) {
-            log_error("runbook", "%s:%d: condition '%s' returned '%s'; "
-                      "expected ok, warning or critical", f->path, it->line,
-                      it->name, lua_tostring(L, -2));
+            log_error("runbook",
+                      "%s:%d: condition '%s' returned '%s'; "
+                      "expected ok, warning or critical",
+                      f->path, it->line, it->name, lua_tostring(L, -2));
             level = RULE_OK;
         }
     } else if (lua_toboolean(L, -2)) {
@@ -967,8 +972,10 @@ static int names_free(struct rb_engine *e, struct rb_file *nf,
         }
         const struct rb_meta *m = rule_get_def(r)->user;
         if (m->file != old) {
-            cfg_diag_add(diag, "%s:%d: rule '%s' is already declared in "
-                         "%s:%d", nf->path, nf->decls[i].meta->line,
+            cfg_diag_add(diag,
+                         "%s:%d: rule '%s' is already declared in "
+                         "%s:%d",
+                         nf->path, nf->decls[i].meta->line,
                          nf->decls[i].def.name, m->file->path, m->line);
             return 0;
         }
@@ -1001,8 +1008,7 @@ static void file_commit(struct rb_engine *e, struct rb_file *nf,
         struct rb_decl *nd = &nf->decls[i];
         if (nd->rule == NULL &&
             rule_add(e->rules, &nd->def, &nd->rule, &err) != 0) {
-            cfg_diag_add(diag, "%s:%d: %s", nf->path, nd->meta->line,
-                         err.msg);
+            cfg_diag_add(diag, "%s:%d: %s", nf->path, nd->meta->line, err.msg);
             err.code = 0;
         }
     }

@@ -36,11 +36,11 @@ struct rb_engine;
 
 struct rb_env {
     struct bus *bus;
-    uv_loop_t *loop;         /* NULL: driven by rb_engine_tick only */
-    const char *rules_dir;   /* every *.lua below it, sorted */
-    const char *script_path; /* ';'-separated dirs for require */
-    size_t mem_max;          /* per runbook; 0 = default */
-    int64_t budget_ns;       /* per call; 0 = default */
+    uv_loop_t *loop;           /* NULL: driven by rb_engine_tick only */
+    const char *rules_dir;     /* every *.lua below it, sorted */
+    const char *script_path;   /* ';'-separated dirs for require */
+    size_t mem_max;            /* per runbook; 0 = default */
+    int64_t budget_ns;         /* per call; 0 = default */
     unsigned quarantine_after; /* 0 = 5 */
 };
 

@@ -48,8 +48,7 @@ static void test_notation(void **state)
 
 static void test_notation_errors(void **state)
 {
-    static const char *const bad[] = {"abc", "1x", "1xq", "1+x3", "1*2",
-                                      "x3"};
+    static const char *const bad[] = {"abc", "1x", "1xq", "1+x3", "1*2", "x3"};
     double v[8];
     char err[128];
 
