@@ -109,7 +109,7 @@ struct daemon {
     double self_last_cpu_s;
 
     vigil_series_id id_lag, id_samples, id_series, id_cpu, id_rss, id_running,
-        id_failed;
+        id_failed, id_rules, id_quarantined;
 
     struct {
         daemon_reload_cb cb;
@@ -349,6 +349,12 @@ static void on_self_tick(struct sched_timer *t, int64_t boundary_ns)
     bus_publish(d->bus, d->id_running, now, running);
     bus_publish(d->bus, d->id_failed, now, failed);
     bus_publish(d->bus, d->id_series, now, bus_series_count(d->bus));
+    if (d->rules != NULL) {
+        unsigned files, rules, quarantined;
+        rb_engine_counts(d->rules, &files, &rules, &quarantined);
+        bus_publish(d->bus, d->id_rules, now, rules);
+        bus_publish(d->bus, d->id_quarantined, now, quarantined);
+    }
     bus_publish(d->bus, d->id_samples, now, (double)bus_samples_total(d->bus));
 }
 
@@ -365,6 +371,8 @@ static int self_series(struct daemon *d)
         {"vigil.process.rss_bytes", offsetof(struct daemon, id_rss)},
         {"vigil.plugins.running", offsetof(struct daemon, id_running)},
         {"vigil.plugins.failed", offsetof(struct daemon, id_failed)},
+        {"vigil.rules.loaded", offsetof(struct daemon, id_rules)},
+        {"vigil.rules.quarantined", offsetof(struct daemon, id_quarantined)},
     };
     struct vigil_err err = {0};
 

@@ -9,13 +9,14 @@
  * instance without scanning. Flap detection, when enabled, uses a
  * parallel array of transition times, flap_max + 1 per instance.
  *
- * Per-sample path (rule_sample_cb): find the instance, compute the
- * statistic (or take the sample itself for window 0), the raw level from
- * thresholds compiled per state when the rule was added, and update two
- * "crossed at" times, one per boundary (warning, critical). When the raw
- * level equals the state nothing else happens; otherwise rule_step() checks
- * hold / clear_hold. No allocation, no formatting unless a transition is
- * emitted.
+ * Per-sample path (rule_sample_cb, or rule_sample_win_cb with a window):
+ * find the instance, compute the statistic (window 0: the sample itself).
+ * An instance that is ok and stays ok needs one range check and one cache
+ * line of the rule. Otherwise: the raw level from thresholds compiled per
+ * state when the rule was added, two "crossed at" times, one per boundary
+ * (warning, critical), and, when the raw level differs from the state,
+ * rule_step() for hold / clear_hold. No allocation, no formatting unless a
+ * transition is emitted.
  *
  * Each instance has a machine state (what the hold/clear/nodata rules say)
  * and a shown state (what events and rule_instance_info report). They are
@@ -91,19 +92,21 @@ struct rule_lv {
 };
 
 struct rule_inst {
+    /* The first 32 bytes are what a sample in a steady state touches. */
     vigil_series_id series;
     uint8_t state; /* machine state, enum rule_state */
     uint8_t shown; /* reported state; held while flapping */
     uint8_t raw;   /* level of the newest evaluated value */
     uint8_t have;  /* raw and cross[] are valid (reset by nodata) */
     uint8_t flapping;
-    uint8_t grow;   /* the ring dropped samples inside the span */
-    uint8_t capped; /* the ring cannot grow any more */
-    uint8_t flap_n; /* transition times held, <= flap_max + 1 */
+    uint8_t sampled; /* last_ts is a sample's, not a start time */
+    uint8_t grow;    /* the ring dropped samples inside the span */
+    uint8_t capped;  /* the ring cannot grow any more */
+    uint8_t flap_n;  /* transition times held, <= flap_max + 1 */
     uint8_t flap_head;
     double value;     /* newest statistic */
-    int64_t last_ts;  /* newest sample evaluated, RULE_NONE before */
-    int64_t alive;    /* newest sample, or the first tick: nodata clock */
+    int64_t last_ts;  /* newest sample, else when the nodata clock started;
+                       * RULE_NONE before either */
     int64_t cross[2]; /* when raw last crossed warning / critical */
     int64_t since;    /* last shown transition */
     int64_t changed;  /* last machine transition */
@@ -111,37 +114,38 @@ struct rule_inst {
 };
 
 /*
- * The sample callback of a rule over one series in a steady state reads
- * the first 64 bytes and the embedded first instance right after them, two
- * adjacent cache lines; everything else, the 3 KB def included, is
- * further out. With thousands of rules, each extra line is a cache miss
- * per sample.
+ * A sample for a rule over one series that is ok and stays ok reads and
+ * writes the first 64 bytes only: the counters, the ok range and the hot
+ * half of the first instance, which lives here for good (instances 1..
+ * go to `more`). With thousands of rules every further cache line is a
+ * miss per sample; the 3 KB def is out of line altogether.
  */
 struct rule {
     /* Line 0. Rules come from 128-byte aligned slabs (rule_alloc). */
-    _Alignas(128) struct rule_inst *inst; /* &inst0 until a second one */
-    uint32_t ninst;
+    _Alignas(128) uint32_t ninst;
     uint32_t map_shift; /* map has 1 << (32 - map_shift) slots */
     uint64_t evals;
-    int64_t window_ns;    /* def.window_ns */
-    struct rule_lv lv_ok; /* thresholds in ok and nodata (lv[0], lv[3]) */
-    /* Line 1 and the start of line 2. */
+    double ok_lo, ok_hi; /* in ok, a value in [ok_lo, ok_hi] stays ok */
     struct rule_inst inst0;
     /* Less often. */
+    struct rule_inst *more; /* instances 1 .. ninst - 1 */
+    uint32_t more_cap;
+    int dead;
+    int oom; /* an instance could not be allocated */
+    int64_t window_ns;
     struct rule_set *rs;
     struct rule_lv lv[4]; /* by machine state; nodata's are ok's */
     uint32_t *map;        /* instance index + 1; 0 marks an empty slot */
-    int64_t *flap;        /* ninst * (flap_max + 1), or NULL */
-    uint32_t inst_cap;
-    int dead;
-    int oom; /* an instance could not be allocated */
+    int64_t *flap;        /* (1 + more_cap) * (flap_max + 1), or NULL */
     struct bus_sub *sub;
     struct rule_def *def;   /* out of line: 3 KB, mostly the selector */
     struct rule *next_free; /* in rule_set.free_rules */
 };
 
-_Static_assert(offsetof(struct rule, inst0) == 64,
-               "the sample path's fields should fill the first cache line");
+_Static_assert(offsetof(struct rule, inst0) +
+                       offsetof(struct rule_inst, last_ts) + 8 <=
+                   64,
+               "a steady sample should touch one cache line of its rule");
 
 struct rule_set {
     struct bus *bus;
@@ -759,9 +763,7 @@ static void rule_release(struct rule_set *rs, struct rule *r)
     if (r == NULL) {
         return;
     }
-    if (r->inst != &r->inst0) {
-        free(r->inst);
-    }
+    free(r->more);
     free(r->map);
     free(r->flap);
     free(r->def);
@@ -847,7 +849,8 @@ static void rule_emit(struct rule *r, struct rule_inst *in, int64_t ts,
 static int rule_flap_push(struct rule *r, struct rule_inst *in, int64_t t)
 {
     uint32_t n = r->def->flap_max + 1;
-    int64_t *ring = r->flap + (size_t)(in - r->inst) * n;
+    size_t k = in == &r->inst0 ? 0 : (size_t)(in - r->more) + 1;
+    int64_t *ring = r->flap + k * n;
     uint32_t oldest;
 
     ring[in->flap_head] = t;
@@ -985,16 +988,21 @@ static inline uint32_t rule_hash(vigil_series_id id, uint32_t shift)
     return (id * 2654435769u) >> shift; /* Fibonacci hashing */
 }
 
+/* Instance k, 0 <= k < ninst. */
+static inline struct rule_inst *rule_inst_at(const struct rule *r, uint32_t k)
+{
+    return k == 0 ? (struct rule_inst *)&r->inst0 : &r->more[k - 1];
+}
+
 static inline struct rule_inst *rule_inst_of(const struct rule *r,
                                              vigil_series_id id)
 {
     uint32_t mask, i;
 
-    if (r->ninst == 1) {
-        return r->inst[0].series == id ? &r->inst[0] : NULL;
-    }
-    if (r->map == NULL) {
-        return NULL;
+    if (r->ninst <= 1) {
+        return r->ninst == 1 && r->inst0.series == id
+                   ? (struct rule_inst *)&r->inst0
+                   : NULL;
     }
     mask = (UINT32_MAX >> r->map_shift);
     for (i = rule_hash(id, r->map_shift);; i = (i + 1) & mask) {
@@ -1003,8 +1011,8 @@ static inline struct rule_inst *rule_inst_of(const struct rule *r,
         if (k == 0) {
             return NULL;
         }
-        if (r->inst[k - 1].series == id) {
-            return &r->inst[k - 1];
+        if (rule_inst_at(r, k - 1)->series == id) {
+            return rule_inst_at(r, k - 1);
         }
     }
 }
@@ -1027,7 +1035,7 @@ static int rule_map_reserve(struct rule *r, uint32_t n)
     }
     mask = UINT32_MAX >> shift;
     for (uint32_t k = 0; k < r->ninst; k++) {
-        uint32_t i = rule_hash(r->inst[k].series, shift);
+        uint32_t i = rule_hash(rule_inst_at(r, k)->series, shift);
 
         while (map[i] != 0) {
             i = (i + 1) & mask;
@@ -1040,43 +1048,38 @@ static int rule_map_reserve(struct rule *r, uint32_t n)
     return 0;
 }
 
-/* Make room for one more instance: the array, the flap rings and the
- * map. Nothing changes on failure. */
+/* Make room for one more instance: `more`, the flap rings and the map
+ * (which a single instance does without). A failure leaves nothing that
+ * matters changed: bigger arrays are harmless. */
 static int rule_inst_reserve(struct rule *r)
 {
-    uint32_t cap = r->inst_cap < 4 ? 4 : r->inst_cap * 2;
-
-    if (r->ninst == r->inst_cap) {
+    if (r->ninst == 0) {
+        return 0; /* inst0, whose flap ring rule_add() allocated */
+    }
+    if (r->ninst - 1 == r->more_cap) {
+        uint32_t cap = r->more_cap < 4 ? 4 : r->more_cap * 2;
         struct rule_inst *p;
 
-        if (r->inst_cap >= UINT32_MAX / 2) {
+        if (r->more_cap >= UINT32_MAX / 4) {
             return VIGIL_ELIMIT;
         }
-        if (r->inst == &r->inst0) {
-            p = malloc((size_t)cap * sizeof(*p));
-            if (p != NULL) {
-                memcpy(p, &r->inst0, sizeof(*p)); /* inst_cap is 1 */
-            }
-        } else {
-            p = realloc(r->inst, (size_t)cap * sizeof(*p));
-        }
+        p = realloc(r->more, (size_t)cap * sizeof(*p));
         if (p == NULL) {
             return VIGIL_ENOMEM;
         }
-        r->inst = p;
+        r->more = p;
         if (r->def->flap_max > 0) {
             size_t n = r->def->flap_max + 1u;
-            int64_t *f = realloc(r->flap, (size_t)cap * n * sizeof(*f));
+            int64_t *f = realloc(r->flap, (1 + (size_t)cap) * n * sizeof(*f));
 
             if (f == NULL) {
-                return VIGIL_ENOMEM; /* the bigger inst array is harmless */
+                return VIGIL_ENOMEM;
             }
             r->flap = f;
         }
-        r->inst_cap = cap;
+        r->more_cap = cap;
     }
-    /* One instance needs no map: rule_inst_of() compares its series. */
-    return r->ninst == 0 ? 0 : rule_map_reserve(r, r->ninst + 1);
+    return rule_map_reserve(r, r->ninst + 1);
 }
 
 /* Slots of a window that holds window_ns at one sample per second. */
@@ -1099,27 +1102,25 @@ static struct rule_inst *rule_inst_add(struct rule *r, vigil_series_id id)
         r->oom = 1;
         return NULL;
     }
-    in = &r->inst[r->ninst];
+    in = r->ninst == 0 ? &r->inst0 : &r->more[r->ninst - 1];
     memset(in, 0, sizeof(*in));
     in->series = id;
     in->state = RULE_OK;
     in->shown = RULE_OK;
     in->last_ts = RULE_NONE;
-    in->alive = RULE_NONE;
     in->since = RULE_NONE;
     in->changed = RULE_NONE;
     if (r->def->kind == RULE_THRESHOLD) {
         const struct win_sample *last;
 
         in->win = bus_window(r->rs->bus, id);
-        if (r->def->window_ns > 0) {
+        if (r->window_ns > 0) {
             /* Failure only means a shorter span until a tick grows it. */
-            (void)bus_reserve(r->rs->bus, id,
-                              rule_first_slots(r->def->window_ns));
+            (void)bus_reserve(r->rs->bus, id, rule_first_slots(r->window_ns));
         }
         last = win_last(in->win);
         if (last != NULL) {
-            in->alive = last->ts;
+            in->last_ts = last->ts;
         }
     }
     if (r->map != NULL) {
@@ -1143,6 +1144,61 @@ static void rule_series_cb(void *arg, vigil_series_id id)
     }
 }
 
+/* The instance of a sample, or NULL. Creating one here happens only when
+ * allocating at series creation failed: this retries. */
+static inline struct rule_inst *rule_inst_get(struct rule *r,
+                                              vigil_series_id id)
+{
+    struct rule_inst *in;
+
+    if (r->ninst == 1 && r->inst0.series == id) {
+        return &r->inst0;
+    }
+    in = rule_inst_of(r, id);
+    return in != NULL ? in : rule_inst_add(r, id);
+}
+
+/* Take a sample (or feed) at ts as the newest, unless it is older than
+ * what the state already reflects. */
+static inline int rule_accept(struct rule *r, struct rule_inst *in, int64_t ts)
+{
+    if (in->sampled && ts < in->last_ts) {
+        return 0;
+    }
+    in->last_ts = ts;
+    in->sampled = 1;
+    r->evals++;
+    return 1;
+}
+
+/* The level of the statistic v, then the state machine. Emits last. */
+static inline void rule_take(struct rule *r, struct rule_inst *in, int64_t ts,
+                             double v)
+{
+    /* Ok and staying ok: nothing to hold, clear or time. */
+    if (in->state == RULE_OK && in->raw == RULE_OK && in->have &&
+        !in->flapping && v >= r->ok_lo && v <= r->ok_hi) {
+        in->value = v;
+        return;
+    }
+    if (isnan(v)) {
+        return; /* no evidence either way */
+    }
+    rule_eval(r, in, ts, rule_lv_level(&r->lv[in->state], v), v);
+}
+
+/* Bus: one sample of a series matched by a rule with window 0. The
+ * per-sample path. */
+static void rule_sample_cb(void *arg, vigil_series_id id, int64_t ts, double v)
+{
+    struct rule *r = arg;
+    struct rule_inst *in = rule_inst_get(r, id);
+
+    if (in != NULL && rule_accept(r, in, ts)) {
+        rule_take(r, in, ts, v);
+    }
+}
+
 /* Is the sample at ts the newest of a full ring whose oldest sample is
  * still inside the span, i.e. has the ring already dropped samples the
  * statistic needs? Reads the slot next to the newest: no extra miss. */
@@ -1156,39 +1212,23 @@ static inline int rule_ring_short(const struct win *w, int64_t ts, int64_t span)
     return w->buf[w->head].ts > lo;
 }
 
-/* Bus: one sample of a matching series. The per-sample path. */
-static void rule_sample_cb(void *arg, vigil_series_id id, int64_t ts, double v)
+/* Bus: one sample for a rule with a window: the statistic first. */
+static void rule_sample_win_cb(void *arg, vigil_series_id id, int64_t ts,
+                               double v)
 {
     struct rule *r = arg;
-    struct rule_inst *in = rule_inst_of(r, id);
-    const struct rule_lv *lv;
+    struct rule_inst *in = rule_inst_get(r, id);
 
-    if (in == NULL) {
-        /* Only when allocating at series creation failed: try again. */
-        in = rule_inst_add(r, id);
-        if (in == NULL) {
-            return;
-        }
+    if (in == NULL || !rule_accept(r, in, ts)) {
+        return;
     }
-    if (ts < in->last_ts) {
-        return; /* older than what the state already reflects */
+    if (!in->capped && rule_ring_short(in->win, ts, r->window_ns)) {
+        in->grow = 1; /* rule_set_tick() reserves; no malloc here */
     }
-    in->last_ts = ts;
-    in->alive = ts;
-    r->evals++;
-    if (r->window_ns > 0) {
-        if (!in->capped && rule_ring_short(in->win, ts, r->window_ns)) {
-            in->grow = 1; /* rule_set_tick() reserves; no malloc here */
-        }
-        if (bus_stat(r->rs->bus, id, r->def->stat, ts, r->window_ns, &v) != 0) {
-            return; /* too few samples for the statistic yet */
-        }
+    if (bus_stat(r->rs->bus, id, r->def->stat, ts, r->window_ns, &v) != 0) {
+        return; /* too few samples for the statistic yet */
     }
-    if (isnan(v)) {
-        return; /* no evidence either way */
-    }
-    lv = in->state == RULE_OK ? &r->lv_ok : &r->lv[in->state];
-    rule_eval(r, in, ts, rule_lv_level(lv, v), v);
+    rule_take(r, in, ts, v);
 }
 
 /* Grow a ring that proved too short, from the spacing of the samples it
@@ -1205,7 +1245,7 @@ static void rule_grow(struct rule *r, struct rule_inst *in)
         return;
     }
     spacing = (double)(last->ts - w->buf[w->head].ts) / (w->len - 1);
-    need = spacing > 0 ? (double)r->def->window_ns / spacing + 2 : 2.0 * cap;
+    need = spacing > 0 ? (double)r->window_ns / spacing + 2 : 2.0 * cap;
     need *= 1.25;
     if (need < 1.5 * cap) {
         need = 1.5 * cap; /* bursts: grow geometrically at least */
@@ -1225,13 +1265,13 @@ static void rule_tick_inst(struct rule *r, struct rule_inst *in, int64_t now)
     if (in->grow) {
         rule_grow(r, in);
     }
-    if (in->alive == RULE_NONE) {
-        in->alive = now; /* never had data: start the nodata clock */
+    if (in->last_ts == RULE_NONE) {
+        in->last_ts = now; /* never had data: start the nodata clock */
     }
     if (in->since == RULE_NONE) {
         in->since = now;
     }
-    if (r->def->nodata_ns > 0 && now - in->alive >= r->def->nodata_ns) {
+    if (r->def->nodata_ns > 0 && now - in->last_ts >= r->def->nodata_ns) {
         /* Fresh timers: after nodata, holds count from the next sample. */
         in->have = 0;
         if (in->state != RULE_NODATA) {
@@ -1342,12 +1382,12 @@ int rule_add(struct rule_set *rs, const struct rule_def *def, struct rule **out,
     }
     *r->def = *def;
     r->window_ns = def->window_ns;
-    r->inst = &r->inst0;
-    r->inst_cap = 1;
     for (int s = RULE_OK; s <= RULE_NODATA; s++) {
         rule_lv_compile(r->def, s, &r->lv[s]);
     }
-    r->lv_ok = r->lv[RULE_OK];
+    /* rule_lv_level() says ok exactly when no comparison holds. */
+    r->ok_lo = fmax(r->lv[RULE_OK].bw, r->lv[RULE_OK].bc);
+    r->ok_hi = fmin(r->lv[RULE_OK].aw, r->lv[RULE_OK].ac);
     if (def->flap_max > 0) {
         r->flap = malloc((def->flap_max + 1u) * sizeof(*r->flap));
         if (r->flap == NULL) {
@@ -1363,7 +1403,9 @@ int rule_add(struct rule_set *rs, const struct rule_def *def, struct rule **out,
             goto out;
         }
     } else {
-        rc = bus_subscribe(rs->bus, &r->def->sel, rule_sample_cb,
+        rc = bus_subscribe(rs->bus, &r->def->sel,
+                           r->window_ns > 0 ? rule_sample_win_cb
+                                            : rule_sample_cb,
                            rule_series_cb, r, &r->sub);
         if (rc == 0 && r->oom) {
             rc = VIGIL_ENOMEM;
@@ -1438,14 +1480,10 @@ void rule_feed(struct rule_set *rs, struct rule *r, int64_t ts, int level,
         r->ninst == 0 || level < RULE_OK || level > RULE_CRITICAL) {
         return;
     }
-    in = &r->inst[0];
-    if (ts < in->last_ts) {
-        return;
+    in = &r->inst0;
+    if (rule_accept(r, in, ts)) {
+        rule_eval(r, in, ts, level, value);
     }
-    in->last_ts = ts;
-    in->alive = ts;
-    r->evals++;
-    rule_eval(r, in, ts, level, value);
 }
 
 /* Visit every instance of every live rule. A callback may add or remove
@@ -1458,7 +1496,7 @@ void rule_set_tick(struct rule_set *rs, int64_t now)
         struct rule *r = rs->rules[i];
 
         for (uint32_t k = 0; k < r->ninst && !r->dead; k++) {
-            rule_tick_inst(r, &r->inst[k], now);
+            rule_tick_inst(r, rule_inst_at(r, k), now);
         }
     }
     rule_leave(rs);
@@ -1480,7 +1518,7 @@ int rule_instance_info(const struct rule *r, unsigned i,
     if (i >= r->ninst) {
         return VIGIL_ENOENT;
     }
-    in = &r->inst[i];
+    in = rule_inst_at(r, i);
     out->series = in->series;
     out->state = in->shown;
     out->flapping = in->flapping;

@@ -60,3 +60,5 @@ set_tests_properties(unit_sys_parse PROPERTIES LABELS unit)
 # The runbooks vigil ships all come with tests.
 add_test(NAME rules_shipped COMMAND vigil test ${CMAKE_SOURCE_DIR}/rules)
 set_tests_properties(rules_shipped PROPERTIES LABELS rules TIMEOUT 120)
+add_test(NAME rules_features COMMAND vigil test ${CMAKE_SOURCE_DIR}/tests/rules)
+set_tests_properties(rules_features PROPERTIES LABELS rules TIMEOUT 120)

@@ -365,6 +365,36 @@ static void test_band(void **state)
     assert_state(r, 0, RULE_CRITICAL);
 }
 
+/* Only critical levels: ok reaches up (and down) to them. */
+static void test_crit_only(void **state)
+{
+    struct fx *fx = *state;
+    struct rule_def d;
+    vigil_series_id hi = fx_series(fx, "hi"), lo = fx_series(fx, "lo");
+
+    def_threshold(&d, "hi", "hi");
+    d.crit_above = 80;
+    fx_add(fx, &d);
+    def_threshold(&d, "lo", "lo");
+    d.crit_below = 20;
+    fx_add(fx, &d);
+    pub(fx, hi, T(0), 10);
+    pub(fx, hi, T(1), 80);
+    pub(fx, lo, T(0), 30);
+    pub(fx, lo, T(1), 20);
+    assert_int_equal(fx->n, 0);
+    pub(fx, hi, T(2), 90);
+    assert_ev(fx, 0, T(2), RULE_OK, RULE_CRITICAL);
+    assert_string_equal(fx->ev[0].reason, "last = 90 > crit 80");
+    pub(fx, lo, T(2), 5);
+    assert_ev(fx, 1, T(2), RULE_OK, RULE_CRITICAL);
+    assert_string_equal(fx->ev[1].reason,
+                        "last = 5 < crit 20 (lower is worse)");
+    pub(fx, hi, T(3), 80);
+    assert_ev(fx, 2, T(3), RULE_CRITICAL, RULE_OK);
+    assert_string_equal(fx->ev[2].reason, "last = 80 <= crit 80");
+}
+
 static void test_hold(void **state)
 {
     struct fx *fx = *state;
@@ -629,6 +659,34 @@ static void test_nodata_never_sampled(void **state)
     assert_ev(fx, 0, T(60), RULE_OK, RULE_NODATA);
 }
 
+/* The nodata clock of a series that already has samples starts at its
+ * newest one; a sample stamped before the tick that started the clock of
+ * a silent series still counts. */
+static void test_nodata_clock_start(void **state)
+{
+    struct fx *fx = *state;
+    struct rule_def d;
+    vigil_series_id old = fx_series(fx, "old"), quiet = fx_series(fx, "quiet");
+
+    pub(fx, old, T(0), 1);
+    def_threshold(&d, "old", "old");
+    d.warn_above = 50;
+    d.nodata_ns = S(60);
+    fx_add(fx, &d);
+    def_threshold(&d, "quiet", "quiet");
+    d.warn_above = 50;
+    fx_add(fx, &d);
+    rule_set_tick(fx->rs, T(59));
+    assert_int_equal(fx->n, 0);
+    rule_set_tick(fx->rs, T(60));
+    assert_ev(fx, 0, T(60), RULE_OK, RULE_NODATA);
+    assert_string_equal(fx->ev[0].rule, "old");
+    /* Collected at 55 s, published after the tick at 60 s. */
+    pub(fx, quiet, T(55), 70);
+    assert_ev(fx, 1, T(55), RULE_OK, RULE_WARNING);
+    assert_string_equal(fx->ev[1].rule, "quiet");
+}
+
 static void test_hold_completes_on_tick(void **state)
 {
     struct fx *fx = *state;
@@ -741,6 +799,37 @@ static void test_flapping_ends_on_sample(void **state)
     pub(fx, id, T(180), 60);
     assert_int_equal(fx->n, 7);
     assert_ev(fx, 6, T(180), RULE_OK, RULE_WARNING);
+}
+
+/* Each instance counts its own changes: b's recent ones must not make
+ * a's old ones look recent. */
+static void test_flapping_per_instance(void **state)
+{
+    struct fx *fx = *state;
+    struct rule_def d;
+    vigil_series_id a, b;
+
+    fx_intern_labels(fx, "proc.cpu", "name", "a", &a);
+    fx_intern_labels(fx, "proc.cpu", "name", "b", &b);
+    def_threshold(&d, "cpu", "proc.cpu");
+    d.warn_above = 50;
+    d.flap_max = 2;
+    d.flap_window_ns = S(100);
+    fx_add(fx, &d);
+    pub(fx, a, T(0), 60);
+    pub(fx, a, T(10), 40);
+    pub(fx, b, T(200), 60);
+    pub(fx, b, T(210), 40);
+    pub(fx, a, T(220), 60); /* a's third change, its first 220 s ago */
+    pub(fx, a, T(230), 40);
+    assert_int_equal(fx->n, 6);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(fx->ev[i].flapping, 0);
+    }
+    pub(fx, a, T(240), 60); /* three of a's changes within 20 s */
+    assert_int_equal(fx->n, 7);
+    assert_int_equal(fx->ev[6].flapping, 1);
+    assert_int_equal(fx->ev[6].series, a);
 }
 
 /* ------------------------------------------------------------- instances */
@@ -863,6 +952,29 @@ static void test_window_avg(void **state)
     assert_ev(fx, 0, T(80), RULE_OK, RULE_WARNING);
     assert_float_equal(fx->ev[0].value, 800.0 / 7, 1e-9);
     assert_string_equal(fx->ev[0].reason, "avg over 1m = 114.286 > warn 100");
+}
+
+/* A statistic that cannot be computed yet (a rate needs two samples)
+ * changes nothing; it is not a zero. */
+static void test_window_rate(void **state)
+{
+    struct fx *fx = *state;
+    struct rule_def d;
+    vigil_series_id id = fx_series(fx, "http.requests");
+
+    def_threshold(&d, "traffic", "http.requests");
+    d.stat.kind = WIN_RATE;
+    d.window_ns = S(60);
+    d.warn_below = 1; /* requests per second */
+    fx_add(fx, &d);
+    pub(fx, id, T(0), 100);
+    pub(fx, id, T(10), 200);
+    pub(fx, id, T(20), 205);
+    assert_int_equal(fx->n, 0);
+    pub(fx, id, T(80), 205); /* [20 s, 80 s]: no increase */
+    assert_ev(fx, 0, T(80), RULE_OK, RULE_WARNING);
+    assert_string_equal(fx->ev[0].reason,
+                        "rate over 1m = 0 < warn 1 (lower is worse)");
 }
 
 /* A ring shorter than the span is grown on the next tick from the
@@ -1445,29 +1557,31 @@ static void test_remove_from_callback(void **state)
 }
 
 /* A callback that interns a matching series moves the instance array of
- * the rule that is running. */
+ * the rule that is running (the first instance lives in the rule, the
+ * next four fill the array's first allocation). */
 static void test_intern_from_callback(void **state)
 {
     struct fx *fx = *state;
     struct rule_def d;
     struct rule *r;
-    vigil_series_id ids[4];
-    const char *names[4] = {"a", "b", "c", "d"};
+    vigil_series_id ids[5];
+    const char *names[5] = {"a", "b", "c", "d", "e"};
 
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         fx_intern_labels(fx, "proc.cpu", "name", names[i], &ids[i]);
     }
     def_threshold(&d, "cpu", "proc.cpu");
     d.warn_above = 50;
     r = fx_add(fx, &d);
-    assert_int_equal(rule_instances(r), 4);
-    fx->intern_on_event = "e";
-    pub(fx, ids[3], T(0), 60);
     assert_int_equal(rule_instances(r), 5);
-    assert_state(r, 3, RULE_WARNING);
-    assert_state(r, 4, RULE_OK);
-    pub(fx, ids[3], T(1), 10);
+    fx->intern_on_event = "f";
+    pub(fx, ids[4], T(0), 60);
+    assert_int_equal(rule_instances(r), 6);
+    assert_state(r, 4, RULE_WARNING);
+    assert_state(r, 5, RULE_OK);
+    pub(fx, ids[4], T(1), 10);
     assert_ev(fx, 1, T(1), RULE_WARNING, RULE_OK);
+    assert_int_equal(fx->ev[1].series, ids[4]);
 }
 
 static void test_no_callback(void **state)
@@ -1504,6 +1618,7 @@ int main(void)
         FX(test_above_strict),
         FX(test_below),
         FX(test_band),
+        FX(test_crit_only),
         FX(test_hold),
         FX(test_hold_exact),
         FX(test_escalate_and_clear_hold),
@@ -1513,13 +1628,16 @@ int main(void)
         FX(test_nodata),
         FX(test_nodata_then_hold),
         FX(test_nodata_never_sampled),
+        FX(test_nodata_clock_start),
         FX(test_hold_completes_on_tick),
         FX(test_flapping),
         FX(test_flapping_ends_on_sample),
+        FX(test_flapping_per_instance),
         FX(test_per_series),
         FX(test_many_series),
         FX(test_window_p95),
         FX(test_window_avg),
+        FX(test_window_rate),
         FX(test_window_growth),
         FX(test_condition),
         FX(test_condition_flapping),
