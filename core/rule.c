@@ -553,7 +553,8 @@ int rule_def_same(const struct rule_def *a, const struct rule_def *b)
         !rule_same_num(a->crit_clear_below, b->crit_clear_below) ||
         a->hold_ns != b->hold_ns || a->clear_hold_ns != b->clear_hold_ns ||
         a->nodata_ns != b->nodata_ns || a->flap_max != b->flap_max ||
-        a->flap_window_ns != b->flap_window_ns) {
+        a->flap_window_ns != b->flap_window_ns ||
+        a->fingerprint != b->fingerprint) {
         return 0;
     }
     if (a->kind != RULE_THRESHOLD) {

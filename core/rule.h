@@ -84,7 +84,9 @@ struct rule_def {
     int64_t nodata_ns; /* 0 = no nodata state */
     unsigned flap_max; /* 0 = no flap detection */
     int64_t flap_window_ns;
-    void *user; /* for the owner: passed back in events */
+    uint64_t fingerprint; /* the owner's hash of what else defines the
+                             rule (a condition's predicate source) */
+    void *user;           /* for the owner: passed back in events */
 };
 
 /* A def with every level unset (NaN) and everything else zero. */

@@ -392,6 +392,35 @@ static void decl_threshold(lua_State *L, int idx, struct rule_def *def)
               &def->crit_clear_below);
 }
 
+/* FNV-1a of the source lines of the function on top of the stack, so that
+ * a reload notices an edited predicate even when nothing else changed. */
+static uint64_t function_fingerprint(lua_State *L, const char *path)
+{
+    uint64_t h = 1469598103934665603ULL;
+    lua_Debug ar;
+    char line[512];
+    int n = 0;
+    FILE *f;
+
+    lua_pushvalue(L, -1);
+    if (!lua_getinfo(L, ">S", &ar) || ar.linedefined <= 0 ||
+        (f = fopen(path, "r")) == NULL) {
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f) != NULL) {
+        size_t len = strlen(line);
+        n += len > 0 && line[len - 1] == '\n';
+        if (n < ar.linedefined || n > ar.lastlinedefined) {
+            continue;
+        }
+        for (size_t i = 0; i < len; i++) {
+            h = (h ^ (unsigned char)line[i]) * 1099511628211ULL;
+        }
+    }
+    fclose(f);
+    return h;
+}
+
 static void decl_condition(lua_State *L, int idx, struct rule_def *def,
                            struct rb_item *item)
 {
@@ -403,6 +432,7 @@ static void decl_condition(lua_State *L, int idx, struct rule_def *def,
         luaL_error(L, "condition '%s' needs when = function() ... end",
                    def->name);
     }
+    def->fingerprint = function_fingerprint(L, file_of(L)->path);
     item->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (lua_getfield(L, idx, "every") == LUA_TNIL) {
         luaL_error(L, "condition '%s' needs every = \"10s\"", def->name);
@@ -820,6 +850,8 @@ static void rb_on_event(void *arg, const struct rule_event *ev)
     struct rb_engine *e = arg;
     const struct rb_meta *meta = ev->def->user;
 
+    /* Handlers that read metrics see them as of the event. */
+    e->now = ev->ts;
     for (unsigned i = 0; i < e->nobs; i++) {
         e->obs[i].cb(e->obs[i].arg, ev, meta->file->path);
     }
@@ -1067,18 +1099,23 @@ static void drop_unseen(struct rb_engine *e)
     }
 }
 
-int rb_engine_load_files(struct rb_engine *e, const char *const *paths,
-                         size_t n, struct cfg_diag *diag)
+static int count_files(const struct rb_engine *e)
 {
     int count = 0;
 
-    for (size_t i = 0; i < n; i++) {
-        load_one(e, paths[i], diag);
-    }
-    for (struct rb_file *f = e->files; f != NULL; f = f->next) {
+    for (const struct rb_file *f = e->files; f != NULL; f = f->next) {
         count++;
     }
     return count;
+}
+
+int rb_engine_load_files(struct rb_engine *e, const char *const *paths,
+                         size_t n, struct cfg_diag *diag)
+{
+    for (size_t i = 0; i < n; i++) {
+        load_one(e, paths[i], diag);
+    }
+    return count_files(e);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -1135,8 +1172,9 @@ int rb_engine_load(struct rb_engine *e, struct cfg_diag *diag)
     }
     scan_dir(e->rules_dir, paths, &n, RB_FILES_MAX, 0);
     qsort(paths, n, sizeof(*paths), cmp_str);
-    count = rb_engine_load_files(e, (const char *const *)paths, n, diag);
+    rb_engine_load_files(e, (const char *const *)paths, n, diag);
     drop_unseen(e);
+    count = count_files(e);
     for (size_t i = 0; i < n; i++) {
         free(paths[i]);
     }
