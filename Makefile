@@ -4,18 +4,24 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+# Seconds each fuzz target runs in `make test`; `make fuzz
+# VIGIL_FUZZ_SECONDS=600` for a longer run.
+VIGIL_FUZZ_SECONDS ?= 10
+export VIGIL_FUZZ_SECONDS
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian 12 packages needed to build and test. Each later module adds its
 # own here, with the reason in docs/dependencies.md.
-DEPS := build-essential cmake pkg-config clang-format \
+DEPS := build-essential cmake pkg-config clang clang-format \
+        libclang-rt-14-dev \
         libuv1-dev libinih-dev liblua5.4-dev libcmocka-dev python3
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'
 
-.PHONY: all deps build build-asan run test test-unit format format-check \
+.PHONY: all deps build build-asan fuzz run test test-unit format format-check \
         bench install clean
 
 all: build
@@ -40,11 +46,19 @@ $(ASAN_BUILD)/CMakeCache.txt:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DVIGIL_SANITIZE=ON
 
+$(FUZZ_BUILD)/CMakeCache.txt:
+	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DVIGIL_FUZZ=ON
+
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzzers
+	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 
 run: build
 	@echo "vigil: watching this host (conf/vigil.ini); Ctrl-C stops."
@@ -56,6 +70,7 @@ test: build build-asan format-check
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
+	$(MAKE) fuzz
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j $(JOBS)
@@ -77,4 +92,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -104,6 +104,10 @@ int rtest_parse_series(const char *text, double *values, int max, char *err,
                 snprintf(err, errsize, "bad repeat in '%s'", p - len);
                 return -1;
             }
+            if (count >= max) {
+                snprintf(err, errsize, "more than %d samples", max);
+                return -1;
+            }
         }
         if (strcmp(tok, "_") == 0) {
             gap = 1;

@@ -62,3 +62,28 @@ add_test(NAME rules_shipped COMMAND vigil test ${CMAKE_SOURCE_DIR}/rules)
 set_tests_properties(rules_shipped PROPERTIES LABELS rules TIMEOUT 120)
 add_test(NAME rules_features COMMAND vigil test ${CMAKE_SOURCE_DIR}/tests/rules)
 set_tests_properties(rules_features PROPERTIES LABELS rules TIMEOUT 120)
+
+# libFuzzer targets (VIGIL_FUZZ=ON, clang): tests/fuzz/fuzz_<name>.c, with
+# a seed corpus in tests/fuzz/corpus/<name>/. vigil_fuzzer(name src...)
+# adds sources a target needs beyond vigil_core (a plugin's parser).
+add_custom_target(fuzzers)
+function(vigil_fuzzer name)
+    if(NOT VIGIL_FUZZ)
+        return()
+    endif()
+    add_executable(fuzz_${name} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_${name}.c
+                   ${ARGN})
+    target_link_libraries(fuzz_${name} PRIVATE vigil_core)
+    target_include_directories(fuzz_${name} PRIVATE ${CMAKE_SOURCE_DIR}/include)
+    target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)
+    add_dependencies(fuzzers fuzz_${name})
+    add_test(NAME fuzz_${name}
+             COMMAND ${CMAKE_SOURCE_DIR}/tests/fuzz/run.sh
+                     $<TARGET_FILE:fuzz_${name}>
+                     ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${name}
+                     $ENV{VIGIL_FUZZ_SECONDS})
+    set_tests_properties(fuzz_${name} PROPERTIES LABELS fuzz TIMEOUT 600)
+endfunction()
+
+vigil_fuzzer(config)
+vigil_fuzzer(selector)
