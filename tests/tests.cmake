@@ -43,20 +43,6 @@ foreach(src ${INTEG_SOURCES})
         ENVIRONMENT "VIGIL_BIN=$<TARGET_FILE:vigil>;VIGIL_PLUGIN_DIR=${VIGIL_PLUGIN_OUT};VIGIL_SOURCE_DIR=${CMAKE_SOURCE_DIR};VIGIL_TEST_PLUGINS=${CMAKE_BINARY_DIR}/test-plugins")
 endforeach()
 
-# The sys plugin's /proc parsers, and the plugin itself driven through its
-# descriptor with a mock host, against tests/fixtures/proc. Built from the
-# plugin's own sources: a plugin links nothing from the core.
-file(GLOB SYS_TEST_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/plugins/sys/*.c)
-add_executable(sys_parse_test ${CMAKE_SOURCE_DIR}/tests/unit/sys_parse_test.c
-               ${SYS_TEST_SOURCES})
-target_include_directories(sys_parse_test PRIVATE
-    ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/plugins/sys)
-target_compile_definitions(sys_parse_test PRIVATE
-    SYS_FIXTURES="${CMAKE_SOURCE_DIR}/tests/fixtures/proc")
-target_link_libraries(sys_parse_test PRIVATE PkgConfig::CMOCKA m)
-add_test(NAME unit_sys_parse COMMAND sys_parse_test)
-set_tests_properties(unit_sys_parse PROPERTIES LABELS unit)
-
 # The runbooks vigil ships all come with tests.
 add_test(NAME rules_shipped COMMAND vigil test ${CMAKE_SOURCE_DIR}/rules)
 set_tests_properties(rules_shipped PROPERTIES LABELS rules TIMEOUT 120)

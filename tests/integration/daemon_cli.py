@@ -5,87 +5,16 @@ on SIGHUP, and survives broken and blocking plugins."""
 
 import os
 import re
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 
-VIGIL = os.environ["VIGIL_BIN"]
-PLUGINS = os.environ["VIGIL_PLUGIN_DIR"]
-TEST_PLUGINS = os.environ["VIGIL_TEST_PLUGINS"]
-LINE = re.compile(r"^(\d{13}) ([A-Za-z_][A-Za-z0-9_.]*)(\{.*\})? (\S+)$")
-
-failures = 0
-
-
-def check(cond, what):
-    global failures
-    if not cond:
-        failures += 1
-        print("FAIL:", what)
-    else:
-        print("ok:", what)
-
-
-def write(d, name, text):
-    path = os.path.join(d, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-class Daemon:
-    """vigil run with --print, read line by line with a deadline."""
-
-    def __init__(self, args):
-        self.p = subprocess.Popen([VIGIL, "run"] + args,
-                                  stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.p.stdout, selectors.EVENT_READ, "out")
-        self.sel.register(self.p.stderr, selectors.EVENT_READ, "err")
-        self.buf = {"out": b"", "err": b""}
-        self.lines = {"out": [], "err": []}
-
-    def pump(self, timeout):
-        for key, _ in self.sel.select(timeout):
-            data = os.read(key.fileobj.fileno(), 65536)
-            if not data:
-                self.sel.unregister(key.fileobj)
-                continue
-            self.buf[key.data] += data
-            *done, self.buf[key.data] = self.buf[key.data].split(b"\n")
-            self.lines[key.data] += [l.decode() for l in done]
-
-    def wait_for(self, stream, pred, deadline_s):
-        """Read until a line of stream satisfies pred; return it or None."""
-        end = time.monotonic() + deadline_s
-        seen = 0
-        while time.monotonic() < end:
-            for line in self.lines[stream][seen:]:
-                if pred(line):
-                    return line
-            seen = len(self.lines[stream])
-            if not self.sel.get_map():
-                break
-            self.pump(0.2)
-        return None
-
-    def finish(self, sig=None, timeout=10):
-        if sig is not None:
-            self.p.send_signal(sig)
-        end = time.monotonic() + timeout
-        while self.sel.get_map() and time.monotonic() < end:
-            self.pump(0.2)
-        try:
-            return self.p.wait(max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-            return None
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+from vigiltest import (LINE, PLUGINS, TEST_PLUGINS, VIGIL, Daemon,  # noqa
+                       check, summary, write)
 
 
 def test_version_and_help():
@@ -201,8 +130,7 @@ def main():
         test_check(d)
         test_run_signals(d)
         test_broken_plugins(d)
-    print("%d failed" % failures)
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

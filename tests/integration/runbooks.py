@@ -12,11 +12,10 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from daemon_cli import Daemon, VIGIL, check, write  # noqa: E402
-import daemon_cli  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+from vigiltest import TEST_PLUGINS, VIGIL, Daemon, check, summary, write  # noqa
 
-TEST_PLUGINS = os.environ["VIGIL_TEST_PLUGINS"]
 
 RULES_V1 = """
 local vigil = require "vigil"
@@ -173,8 +172,7 @@ def main():
         test_reload(d)
         test_sandbox(d)
         test_check(d)
-    print("%d failed" % daemon_cli.failures)
-    return 1 if daemon_cli.failures else 0
+    return summary()
 
 
 if __name__ == "__main__":
