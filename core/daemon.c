@@ -16,8 +16,10 @@
 #include "log.h"
 #include "plug.h"
 #include "paths.h"
+#include "incident.h"
 #include "print.h"
 #include "runbook.h"
+#include "store.h"
 #include "schedule.h"
 
 #define DAEMON_RELOAD_HOOKS 16
@@ -79,14 +81,60 @@ static const struct vigil_option rules_options[] = {
 };
 #undef ROFF
 
+/* The [store] section: history and incidents. */
+struct store_conf {
+    const char *path;
+    const char *keep;
+    int64_t raw_ms;
+    int64_t rollup_ms;
+    int64_t flush_ms;
+};
+
+#define SOFF(f) offsetof(struct store_conf, f)
+static const struct vigil_option store_options[] = {
+    {"path", VIGIL_OPT_STRING, "vigil.db", SOFF(path),
+     "SQLite file, relative to this config's directory", 0, NULL},
+    {"keep", VIGIL_OPT_STRING, "*", SOFF(keep),
+     "selector of the series whose history is kept", 0, NULL},
+    {"retention", VIGIL_OPT_DURATION, "2d", SOFF(raw_ms),
+     "how long raw samples are kept", 0, NULL},
+    {"rollup_retention", VIGIL_OPT_DURATION, "90d", SOFF(rollup_ms),
+     "how long 1-minute min/avg/max roll-ups are kept", 0, NULL},
+    {"flush", VIGIL_OPT_DURATION, "1s", SOFF(flush_ms),
+     "how often queued writes are committed", 0, NULL},
+    {NULL, 0, NULL, 0, NULL, 0, NULL},
+};
+#undef SOFF
+
+/* The [actions] section: the cap on every runbook action. */
+struct actions_conf {
+    int mode;
+    uint64_t output_max;
+};
+
+#define AOFF(f) offsetof(struct actions_conf, f)
+static const struct vigil_option actions_options[] = {
+    {"mode", VIGIL_OPT_ENUM, "dry-run", AOFF(mode),
+     "off: never act; dry-run: record what would run; on: act", 0,
+     "off|dry-run|on"},
+    {"output_max", VIGIL_OPT_BYTES, "64KiB", AOFF(output_max),
+     "output kept from each step or action", 0, NULL},
+    {NULL, 0, NULL, 0, NULL, 0, NULL},
+};
+#undef AOFF
+
 /* Sections the core knows; later modules append theirs. */
-static const char daemon_sections[] = "vigil, plugin, rules";
+static const char daemon_sections[] = "vigil, plugin, rules, store, actions";
 
 struct daemon {
     uv_loop_t loop;
     struct cfg *cfg;
     struct daemon_conf conf;
     struct rules_conf rconf;
+    struct store_conf sconf;
+    struct actions_conf aconf;
+    struct store *store;
+    struct inc_mgr *incidents;
     char rules_dir[PATH_MAX];
     char scripts_dir[PATH_MAX];
     struct rb_engine *rules;
@@ -178,6 +226,40 @@ static int rules_setup(struct daemon *d, uv_loop_t *loop, struct cfg_diag *diag)
     return 0;
 }
 
+/* Open the store (monitoring goes on without it if it cannot open) and
+ * the incident manager, which follows every rule transition. */
+static int incidents_setup(struct daemon *d, struct cfg_diag *diag)
+{
+    struct store_opts so = {
+        .path = cfg_resolve_path(d->cfg, d->sconf.path),
+        .raw_retention_ns = d->sconf.raw_ms * 1000000,
+        .rollup_retention_ns = d->sconf.rollup_ms * 1000000,
+        .flush_interval_ms = d->sconf.flush_ms,
+    };
+    struct vigil_err err = {0};
+
+    if (store_open(&so, &d->loop, &d->store, &err) != 0) {
+        log_error("store", "%s; history and incidents are not kept", err.msg);
+        d->store = NULL;
+    } else if (store_attach_bus(d->store, d->bus, d->sconf.keep, &err) != 0) {
+        cfg_diag_add(diag, "%s: [store] keep: %s", cfg_path(d->cfg), err.msg);
+    } else {
+        log_info("store", "%s", so.path);
+    }
+    struct inc_env env = {.loop = &d->loop,
+                          .bus = d->bus,
+                          .rules = d->rules,
+                          .plugs = d->plugs,
+                          .store = d->store,
+                          .mode = d->aconf.mode,
+                          .output_max = (size_t)d->aconf.output_max};
+    if (inc_create(&env, &d->incidents) != 0) {
+        return VIGIL_ENOMEM;
+    }
+    rb_engine_observe(d->rules, inc_on_event, d->incidents);
+    return 0;
+}
+
 /* Load the config and the [vigil] section. Problems go to diag. */
 static int load_config(const struct daemon_opts *o, struct daemon *d,
                        struct cfg_diag *diag)
@@ -218,6 +300,10 @@ static int load_config(const struct daemon_opts *o, struct daemon *d,
                      cfg_path(d->cfg));
     }
     load_rules_conf(d, diag);
+    cfg_apply(d->cfg, store_options, cfg_first(d->cfg, "store"), NULL,
+              &d->sconf, diag);
+    cfg_apply(d->cfg, actions_options, cfg_first(d->cfg, "actions"), NULL,
+              &d->aconf, diag);
     return diag->n ? VIGIL_ECONFIG : 0;
 }
 
@@ -463,6 +549,10 @@ static void daemon_stop(struct daemon *d, const char *why)
     log_info("core", "stopping (%s)", why);
     plug_set_stop(d->plugs);
     rb_engine_stop(d->rules);
+    inc_stop(d->incidents);
+    /* Commits what is queued, synchronously: acceptable at shutdown. */
+    store_close(d->store);
+    d->store = NULL;
     for (int i = 0; i < 3; i++) {
         uv_close((uv_handle_t *)&d->sig[i], NULL);
     }
@@ -581,6 +671,9 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
     }
     rb_engine_observe(d->rules, on_rule_event, d);
     daemon_on_reload(d, on_reload_rules, d);
+    if (incidents_setup(d, diag) != 0) {
+        return 1;
+    }
     cfg_check_unclaimed(d->cfg, daemon_sections, diag);
     /* A plugin that cannot start is reported and skipped; the config
      * itself must be right. */
@@ -622,8 +715,11 @@ int daemon_run(const struct daemon_opts *o)
     uv_run(&d->loop, UV_RUN_DEFAULT);
     rc = 0;
 out:
-    if (d->plugs != NULL && !d->stopping) {
+    if (!d->stopping) { /* setup failed: stop what it started */
         plug_set_stop(d->plugs);
+        inc_stop(d->incidents);
+        store_close(d->store);
+        d->store = NULL;
     }
     /* Run the close callbacks of everything stopped above, then close the
      * (unreferenced) grace timer, which kept no loop iteration alive. */
@@ -633,6 +729,7 @@ out:
         uv_run(&d->loop, UV_RUN_DEFAULT);
     }
     plug_set_destroy(d->plugs);
+    inc_destroy(d->incidents); /* after the plugins: no reply can come */
     rb_engine_destroy(d->rules);
     print_destroy(d->print);
     bus_destroy(d->bus);
@@ -643,5 +740,28 @@ out:
     }
     free(diag);
     free(d);
+    return rc;
+}
+
+int daemon_store_path(const struct daemon_opts *o, char *buf, size_t size)
+{
+    struct daemon d;
+    struct cfg_diag *diag = malloc(sizeof(*diag));
+    int rc = 2;
+
+    memset(&d, 0, sizeof(d));
+    if (diag == NULL) {
+        return 1;
+    }
+    cfg_diag_init(diag);
+    load_config(o, &d, diag);
+    if (diag->n == 0) {
+        snprintf(buf, size, "%s", cfg_resolve_path(d.cfg, d.sconf.path));
+        rc = 0;
+    } else {
+        report_diag(diag);
+    }
+    cfg_destroy(d.cfg);
+    free(diag);
     return rc;
 }

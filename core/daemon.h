@@ -37,6 +37,10 @@ int daemon_run(const struct daemon_opts *o);
  * Prints each problem; returns 0 when there are none, 2 otherwise. */
 int daemon_check(const struct daemon_opts *o);
 
+/* The store file the config names, for the tools that read it. Returns
+ * 0, or 2 after printing the config's problems. */
+int daemon_store_path(const struct daemon_opts *o, char *buf, size_t size);
+
 /* Register a function to call on SIGHUP. Returns 0 or VIGIL_ELIMIT. */
 typedef void (*daemon_reload_cb)(void *arg);
 int daemon_on_reload(struct daemon *d, daemon_reload_cb cb, void *arg);

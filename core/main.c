@@ -10,7 +10,11 @@
 #include "daemon.h"
 #include "err.h"
 #include "paths.h"
+#include "bus.h"
 #include "plug.h"
+#include "report.h"
+#include "store.h"
+#include "clock.h"
 #include "ruletest.h"
 
 #define MAIN_PRINT_MAX 64
@@ -48,6 +52,16 @@ static const struct {
      "assertion prints `file:line: ...`; the last line says\n"
      "`N passed, N failed`. Exits 1 on failures, 2 if a file could not\n"
      "run. See docs/runbooks.md."},
+    {"incidents",
+     "vigil incidents list [--open] [--json] | show ID [--md|--json]",
+     "Read incidents from the store the config names (-c FILE as for run):\n"
+     "  list         newest first; --open for open ones only\n"
+     "  show ID      one incident with its timeline, evidence and actions,\n"
+     "               as Markdown (default) or JSON"},
+    {"history", "vigil history SERIES [--since DURATION] [--json]",
+     "Print the stored samples of one series (its exact key, e.g.\n"
+     "'sys.cpu.busy_pct{cpu=\"total\"}') from DURATION ago (default 1h):\n"
+     "raw samples where they are kept, 1-minute roll-ups before that."},
     {"help", "vigil help [COMMAND | plugins | plugin NAME]",
      "Show help for a command, list the installed plugins, or show a\n"
      "plugin's options."},
@@ -173,6 +187,173 @@ static int parse_opts(int argc, char **argv, struct daemon_opts *o,
     return 0;
 }
 
+/* Options of the store readers: -c FILE, --json, --md, --open,
+ * --since DURATION; the rest are positional. */
+struct tool_opts {
+    struct daemon_opts d;
+    int format, open_only;
+    int64_t since_ms;
+    const char *pos[4];
+    int npos;
+};
+
+static int parse_tool(int argc, char **argv, struct tool_opts *t)
+{
+    t->since_ms = 3600 * 1000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
+            t->d.config_path = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            t->format = REPORT_JSON;
+        } else if (!strcmp(a, "--md")) {
+            t->format = REPORT_MARKDOWN;
+        } else if (!strcmp(a, "--open")) {
+            t->open_only = 1;
+        } else if (!strcmp(a, "--since") && i + 1 < argc) {
+            if (cfg_parse_duration_ms(argv[++i], &t->since_ms) != 0) {
+                fprintf(stderr,
+                        "vigil: --since: expected a duration such "
+                        "as 1h, got '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (a[0] != '-' && t->npos < 4) {
+            t->pos[t->npos++] = a;
+        } else {
+            fprintf(stderr, "vigil %s: unknown option '%s'\n", argv[0], a);
+            return 2;
+        }
+    }
+    if (t->d.config_path == NULL && access(MAIN_SYSTEM_CONFIG, F_OK) == 0) {
+        t->d.config_path = MAIN_SYSTEM_CONFIG;
+    }
+    return 0;
+}
+
+static int open_store(struct tool_opts *t, struct store **s)
+{
+    char path[PATH_MAX];
+    struct vigil_err err = {0};
+    struct store_opts so = {.path = path};
+    int rc = daemon_store_path(&t->d, path, sizeof(path));
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "vigil: %s: no store yet (vigil run creates it)\n",
+                path);
+        return 1;
+    }
+    if (store_open(&so, NULL, s, &err) != 0) {
+        fprintf(stderr, "vigil: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_incidents(int argc, char **argv, struct tool_opts *t)
+{
+    struct store *s;
+    int rc = parse_tool(argc, argv, t);
+
+    if (rc == 0 &&
+        (t->npos < 1 || (strcmp(t->pos[0], "list") &&
+                         (strcmp(t->pos[0], "show") || t->npos < 2)))) {
+        fprintf(stderr, "usage: %s\n", commands[3].usage);
+        rc = 2;
+    }
+    if (rc != 0 || (rc = open_store(t, &s)) != 0) {
+        return rc;
+    }
+    if (strcmp(t->pos[0], "list") == 0) {
+        rc = report_list(s, t->open_only, t->format, stdout);
+    } else {
+        char *end;
+        long long id = strtoll(t->pos[1], &end, 10);
+        rc = *end ? VIGIL_ENOENT
+                  : report_show(s, id,
+                                t->format == REPORT_JSON ? REPORT_JSON
+                                                         : REPORT_MARKDOWN,
+                                stdout);
+        if (rc == VIGIL_ENOENT) {
+            fprintf(stderr, "vigil: no incident %s in the store\n", t->pos[1]);
+        }
+    }
+    store_close(s);
+    return rc == 0 ? 0 : 1;
+}
+
+static int cmp_matcher(const void *a, const void *b)
+{
+    return strcmp(((const struct vigil_label *)a)->key,
+                  ((const struct vigil_label *)b)->key);
+}
+
+/* `name{k=v}` or `name{k="v"}` as the store's key, labels sorted and
+ * quoted as the bus writes them. */
+static int canonical_key(const char *text, char *key, size_t size)
+{
+    struct bus_selector sel;
+    struct vigil_label l[BUS_MATCHERS_MAX];
+    size_t off;
+
+    if (bus_selector_parse(text, &sel, NULL) != 0 ||
+        strpbrk(sel.name, "*?[") != NULL) {
+        return VIGIL_EINVAL;
+    }
+    for (unsigned i = 0; i < sel.n; i++) {
+        if (sel.m[i].negate) {
+            return VIGIL_EINVAL;
+        }
+        l[i].key = sel.m[i].key;
+        l[i].value = sel.m[i].value;
+    }
+    qsort(l, sel.n, sizeof(l[0]), cmp_matcher);
+    off = (size_t)snprintf(key, size, "%s", sel.name);
+    for (unsigned i = 0; i < sel.n && off < size; i++) {
+        off += (size_t)snprintf(key + off, size - off, "%s%s=\"", i ? "," : "{",
+                                l[i].key);
+        for (const char *p = l[i].value; *p && off + 2 < size; p++) {
+            if (*p == '"' || *p == '\\') {
+                key[off++] = '\\';
+            }
+            key[off++] = *p;
+        }
+        off += (size_t)snprintf(key + off, size - off, "\"%s",
+                                i + 1 == sel.n ? "}" : "");
+    }
+    return off < size ? 0 : VIGIL_EINVAL;
+}
+
+static int cmd_history(int argc, char **argv, struct tool_opts *t)
+{
+    struct store *s;
+    int rc = parse_tool(argc, argv, t);
+
+    if (rc == 0 && t->npos != 1) {
+        fprintf(stderr, "usage: %s\n", commands[4].usage);
+        rc = 2;
+    }
+    if (rc != 0 || (rc = open_store(t, &s)) != 0) {
+        return rc;
+    }
+    char key[1024];
+    if (canonical_key(t->pos[0], key, sizeof(key)) != 0) {
+        fprintf(stderr,
+                "vigil: '%s' is not a series: write name or "
+                "name{label=value,...}\n",
+                t->pos[0]);
+        store_close(s);
+        return 2;
+    }
+    rc = report_history(s, key, clock_wall_ns() - t->since_ms * 1000000,
+                        t->format, stdout);
+    store_close(s);
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *print[MAIN_PRINT_MAX];
@@ -192,6 +373,11 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "help")) {
         return cmd_help(argc - 1, argv + 1);
+    }
+    if (!strcmp(cmd, "incidents") || !strcmp(cmd, "history")) {
+        struct tool_opts t = {.d = o};
+        return !strcmp(cmd, "incidents") ? cmd_incidents(argc - 1, argv + 1, &t)
+                                         : cmd_history(argc - 1, argv + 1, &t);
     }
     if (!strcmp(cmd, "test")) {
         char rules[PATH_MAX], scripts[PATH_MAX];

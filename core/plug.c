@@ -680,7 +680,7 @@ void plug_set_start(struct plug_set *ps)
 
 void plug_set_stop(struct plug_set *ps)
 {
-    for (vigil_instance *i = ps->insts; i != NULL; i = i->next) {
+    for (vigil_instance *i = ps ? ps->insts : NULL; i != NULL; i = i->next) {
         if (i->timer_open) {
             sched_close(&i->timer, NULL);
             i->timer_open = 0;

@@ -1525,6 +1525,7 @@ int rule_instance_info(const struct rule *r, unsigned i,
     out->flapping = in->flapping;
     out->value = in->state == RULE_NODATA ? NAN : in->value;
     out->since = in->since == RULE_NONE ? 0 : in->since;
+    out->evaluated = in->have;
     return 0;
 }
 

@@ -155,6 +155,7 @@ struct rule_inst_info {
     int flapping;
     double value;
     int64_t since; /* ts of the last transition */
+    int evaluated; /* a value has been judged since creation or nodata */
 };
 unsigned rule_instances(const struct rule *r);
 int rule_instance_info(const struct rule *r, unsigned i,

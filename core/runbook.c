@@ -15,6 +15,8 @@
 #include "clock.h"
 #include "log.h"
 #include "lua_host.h"
+#include "lua_json.h"
+#include "runbook_plan.h"
 #include "schedule.h"
 
 #define RB_FILES_MAX 4096
@@ -45,6 +47,7 @@ struct rb_meta {
     int line;
     int labels_ref; /* table of extra labels or LUA_NOREF */
     char title[128];
+    char runbook[RULE_NAME_MAX]; /* "" when the rule names none */
 };
 
 struct rb_decl {
@@ -61,6 +64,8 @@ struct rb_file {
     size_t ndecls, capdecls;
     struct rb_item *items;
     size_t nitems, capitems;
+    struct rb_runbook *runbooks;
+    size_t nrunbooks, caprunbooks;
     int loading;
     int seen; /* found in this load pass */
     struct rb_file *next;
@@ -110,6 +115,10 @@ static void file_free(struct rb_file *f)
     }
     free(f->decls);
     free(f->items);
+    for (size_t i = 0; i < f->nrunbooks; i++) {
+        rb_plan_free(&f->runbooks[i]);
+    }
+    free(f->runbooks);
     lh_destroy(f->lh); /* drops every registry ref with the state */
     free(f);
 }
@@ -286,13 +295,13 @@ static void check_keys(lua_State *L, int idx, const char *const *keys,
 /* ---------------------------------------------------------------- declare */
 
 static const char *const threshold_keys[] = {
-    "metric",    "stat", "window", "warn",       "crit",
-    "direction", "hold", "clear",  "crit_clear", "clear_hold",
-    "nodata",    "flap", "labels", "title",      NULL};
+    "metric", "stat",  "window",     "warn",       "crit",   "direction",
+    "hold",   "clear", "crit_clear", "clear_hold", "nodata", "flap",
+    "labels", "title", "runbook",    NULL};
 
 static const char *const condition_keys[] = {
-    "when",   "every", "level",  "hold",  "clear_hold",
-    "nodata", "flap",  "labels", "title", NULL};
+    "when", "every",  "level", "hold",    "clear_hold", "nodata",
+    "flap", "labels", "title", "runbook", NULL};
 
 /* Settings both kinds share: hold, clear_hold, nodata, flap, labels,
  * title. The table is at idx. */
@@ -338,6 +347,11 @@ static void decl_common(lua_State *L, int idx, struct rule_def *def,
     }
     if (lua_getfield(L, idx, "title") == LUA_TSTRING) {
         snprintf(meta->title, sizeof(meta->title), "%s", lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "runbook") != LUA_TNIL) {
+        snprintf(meta->runbook, sizeof(meta->runbook), "%s",
+                 luaL_checkstring(L, -1));
     }
     lua_pop(L, 1);
 }
@@ -571,6 +585,56 @@ static int add_item(lua_State *L, int kind)
     return 0;
 }
 
+/* vigil.runbook "name" { ... }: the second call. */
+static int l_rb_runbook_body(lua_State *L)
+{
+    struct rb_file *f = file_of(L);
+    const char *name = lua_tostring(L, lua_upvalueindex(1));
+    lua_Debug ar;
+
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (f == NULL || !f->loading) {
+        return luaL_error(L, "runbook '%s' declared outside a runbook load",
+                          name);
+    }
+    for (size_t i = 0; i < f->nrunbooks; i++) {
+        if (strcmp(f->runbooks[i].name, name) == 0) {
+            return luaL_error(L,
+                              "runbook '%s' is already declared at line "
+                              "%d",
+                              name, f->runbooks[i].line);
+        }
+    }
+    if (grow((void **)&f->runbooks, &f->caprunbooks, f->nrunbooks,
+             sizeof(*f->runbooks))) {
+        return luaL_error(L, "out of memory");
+    }
+    struct rb_runbook *rb = &f->runbooks[f->nrunbooks++];
+    memset(rb, 0, sizeof(*rb));
+    snprintf(rb->name, sizeof(rb->name), "%s", name);
+    rb->path = f->path;
+    rb->file = f;
+    rb->line = lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)
+                   ? ar.currentline
+                   : 0;
+    rb_plan_parse(L, 1, rb);
+    return 0;
+}
+
+static int l_rb_runbook(lua_State *L)
+{
+    size_t len;
+
+    luaL_checklstring(L, 1, &len);
+    if (len == 0 || len >= RULE_NAME_MAX) {
+        return luaL_error(L, "a runbook name has 1 to %d characters",
+                          RULE_NAME_MAX - 1);
+    }
+    lua_settop(L, 1);
+    lua_pushcclosure(L, l_rb_runbook_body, 1);
+    return 1;
+}
+
 static int l_rb_on(lua_State *L)
 {
     return add_item(L, RB_HANDLER);
@@ -737,6 +801,9 @@ static int l_rb_now(lua_State *L)
 static const luaL_Reg rb_lib[] = {
     {"threshold", l_rb_threshold},
     {"condition", l_rb_condition},
+    {"runbook", l_rb_runbook},
+    {"step", rb_plan_l_step},
+    {"action", rb_plan_l_action},
     {"on", l_rb_on},
     {"every", l_rb_every},
     {"value", l_rb_value},
@@ -1012,7 +1079,37 @@ static int names_free(struct rb_engine *e, struct rb_file *nf,
             return 0;
         }
     }
+    for (size_t i = 0; i < nf->nrunbooks; i++) {
+        const struct rb_runbook *rb =
+            rb_engine_runbook(e, nf->runbooks[i].name);
+        if (rb != NULL && rb->file != old) {
+            cfg_diag_add(diag,
+                         "%s:%d: runbook '%s' is already declared in "
+                         "%s:%d",
+                         nf->path, nf->runbooks[i].line, rb->name, rb->path,
+                         rb->line);
+            return 0;
+        }
+    }
     return 1;
+}
+
+/* Every rule that names a runbook must find it (in any file). */
+static void check_runbook_refs(struct rb_engine *e, struct cfg_diag *diag)
+{
+    for (struct rb_file *f = e->files; f != NULL; f = f->next) {
+        for (size_t i = 0; i < f->ndecls; i++) {
+            const struct rb_meta *m = f->decls[i].meta;
+            if (m->runbook[0] != '\0' &&
+                rb_engine_runbook(e, m->runbook) == NULL) {
+                cfg_diag_add(diag,
+                             "%s:%d: rule '%s' names runbook '%s', "
+                             "which no runbook file declares",
+                             f->path, m->line, f->decls[i].def.name,
+                             m->runbook);
+            }
+        }
+    }
 }
 
 /* Put a loaded version in service in place of old (may be NULL): keep
@@ -1174,6 +1271,7 @@ int rb_engine_load(struct rb_engine *e, struct cfg_diag *diag)
     qsort(paths, n, sizeof(*paths), cmp_str);
     rb_engine_load_files(e, (const char *const *)paths, n, diag);
     drop_unseen(e);
+    check_runbook_refs(e, diag);
     count = count_files(e);
     for (size_t i = 0; i < n; i++) {
         free(paths[i]);
@@ -1278,4 +1376,58 @@ void rb_engine_counts(const struct rb_engine *e, unsigned *files,
             *quarantined += f->items[i].quarantined;
         }
     }
+}
+
+/* ---------------------------------------------------------------- plans */
+
+const struct rb_runbook *rb_engine_runbook(const struct rb_engine *e,
+                                           const char *name)
+{
+    for (const struct rb_file *f = e->files; f != NULL; f = f->next) {
+        for (size_t i = 0; i < f->nrunbooks; i++) {
+            if (strcmp(f->runbooks[i].name, name) == 0) {
+                return &f->runbooks[i];
+            }
+        }
+    }
+    return NULL;
+}
+
+const char *rb_rule_runbook(const struct rule_def *def)
+{
+    const struct rb_meta *m = def->user;
+
+    return m != NULL && m->runbook[0] != '\0' ? m->runbook : NULL;
+}
+
+const char *rb_rule_title(const struct rule_def *def)
+{
+    const struct rb_meta *m = def->user;
+
+    return m != NULL && m->title[0] != '\0' ? m->title : def->name;
+}
+
+int rb_action_when(struct rb_engine *e, const struct rb_runbook *rb,
+                   const struct rb_action *a, const char *incident_json)
+{
+    struct rb_file *f = rb->file;
+    lua_State *L = lh_lua(f->lh);
+    struct vigil_err err = {0};
+    int rc;
+
+    (void)e;
+    if (a->when_ref == LUA_NOREF) {
+        return 1;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, a->when_ref);
+    lj_push_text(L, incident_json);
+    rc = lh_pcall(f->lh, 1, 1, &err);
+    if (rc != 0) {
+        log_error("runbook", "%s:%d: action '%s': when failed: %s", rb->path,
+                  a->line, a->name, err.msg);
+        return rc;
+    }
+    rc = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return rc;
 }

@@ -73,6 +73,62 @@ void rb_engine_stop(struct rb_engine *e);
 
 struct rule_set *rb_engine_rules(struct rb_engine *e);
 
+/* ---------------------------------------------------------------- plans
+ * A runbook (`vigil.runbook "name" { ... }`) says what to investigate and
+ * what to do when a rule that names it (`runbook = "name"`) leaves ok. The
+ * definitions belong to the file version that declared them: look them up
+ * by name each time, and copy what must outlive a reload. */
+
+enum rb_phase { RB_IMMEDIATE = 0, RB_SHORT_TERM, RB_DEEP, RB_PHASES };
+
+struct rb_step {
+    char name[64];   /* "snapshot", "exec", or a diagnostic "proc.top" */
+    int phase;       /* enum rb_phase */
+    char *args_json; /* the step's arguments as a JSON object */
+    int64_t timeout_ns;
+    int line;
+};
+
+struct rb_action {
+    char name[64];       /* the runbook's name for it */
+    char kind[64];       /* "exec" or a plugin action such as "pg.cancel" */
+    char *args_json;     /* exec: {"argv":[...]}; plugin: its arguments */
+    char mode[16];       /* "off", "dry-run", "on", "approve" */
+    int on_state;        /* act from this state up: warning or critical */
+    int64_t cooldown_ns; /* between two runs for the same incident key */
+    int64_t timeout_ns;
+    unsigned max_per_hour; /* 0 = no limit */
+    unsigned breaker;      /* stop after this many runs that did not resolve
+                              the incident; 0 = never */
+    int when_ref;          /* Lua predicate, or LUA_NOREF (-2) */
+    int line;
+};
+
+struct rb_runbook {
+    char name[RULE_NAME_MAX];
+    char title[128];
+    struct rb_step *steps; /* in order: immediate, short_term, deep */
+    size_t nsteps;
+    struct rb_action *actions;
+    size_t nactions;
+    const char *path; /* the file that declared it */
+    int line;
+    void *file; /* owner, for rb_action_when */
+};
+
+const struct rb_runbook *rb_engine_runbook(const struct rb_engine *e,
+                                           const char *name);
+
+/* The runbook and title a rule's definition names (NULL when none). */
+const char *rb_rule_runbook(const struct rule_def *def);
+const char *rb_rule_title(const struct rule_def *def);
+
+/* Evaluate an action's `when` predicate with the incident as a Lua table
+ * built from incident_json. Returns 1 (act), 0 (do not), or a negative
+ * code when the predicate failed (logged with file:line). */
+int rb_action_when(struct rb_engine *e, const struct rb_runbook *rb,
+                   const struct rb_action *a, const char *incident_json);
+
 /* Counters for status: rules, quarantined items. */
 void rb_engine_counts(const struct rb_engine *e, unsigned *files,
                       unsigned *rules, unsigned *quarantined);

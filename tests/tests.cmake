@@ -19,6 +19,9 @@ endforeach()
 # Deliberately broken plugins (wrong ABI, no symbol, failing init...), one
 # file each: tests/plugins/<name>.c -> test-plugins/<name>.so
 file(GLOB TEST_PLUGIN_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/plugins/*.c)
+# The SDK example doubles as a plugin whose value a test controls (the size
+# of a file).
+list(APPEND TEST_PLUGIN_SOURCES ${CMAKE_SOURCE_DIR}/docs/examples/hello.c)
 foreach(src ${TEST_PLUGIN_SOURCES})
     get_filename_component(n ${src} NAME_WE)
     add_library(tp_${n} MODULE ${src})
