@@ -415,12 +415,11 @@ static double self_rss_bytes(void)
 static void on_self_tick(struct sched_timer *t, int64_t boundary_ns)
 {
     struct daemon *d = t->data;
-    int64_t now = clock_wall_ns();
+    int64_t now = boundary_ns; /* aligned, as plugin samples are */
     int64_t mono = clock_mono_ns();
     double cpu = self_cpu_seconds();
     unsigned running, failed;
 
-    (void)boundary_ns;
     bus_publish(d->bus, d->id_lag, now, d->lag_max_ms);
     d->lag_max_ms = 0;
     if (d->self_last_mono != 0) {
@@ -709,9 +708,14 @@ int daemon_run(const struct daemon_opts *o)
     plug_set_counts(d->plugs, &running, &failed);
     log_info("core",
              "vigil %s running: config %s, %u plugin instances "
-             "(%u failed), %u series",
+             "(%u failed), %u series, actions %s; incidents: vigil "
+             "incidents list -c %s",
              VIGIL_VERSION, cfg_path(d->cfg), running, failed,
-             bus_series_count(d->bus));
+             bus_series_count(d->bus),
+             d->aconf.mode == INC_MODE_ON        ? "on"
+             : d->aconf.mode == INC_MODE_DRY_RUN ? "dry-run"
+                                                 : "off",
+             o->config_path ? o->config_path : "FILE");
     uv_run(&d->loop, UV_RUN_DEFAULT);
     rc = 0;
 out:

@@ -384,7 +384,9 @@ static void collect_finish(vigil_instance *inst, int status,
                            int64_t duration_ns)
 {
     struct bus *bus = inst->set->env.bus;
-    int64_t now = clock_wall_ns();
+    /* The collection's own time, so its free metrics line up with its
+     * samples; self-scheduled plugins have none. */
+    int64_t now = inst->collect_ts ? inst->collect_ts : clock_wall_ns();
 
     if (status < 0 && inst->errors == inst->errors_mark) {
         /* The plugin failed without saying why through host->error(). */
@@ -459,14 +461,15 @@ static void on_tick(struct sched_timer *t, int64_t boundary_ns)
     vigil_instance *inst = t->data;
     int rc;
 
-    (void)boundary_ns;
     if (inst->pending) {
         inst->skipped++;
         log_debug(inst->src, "previous collection still running; tick "
                              "skipped");
         return;
     }
-    inst->collect_ts = clock_wall_ns();
+    /* Samples carry the boundary the collection belongs to (the timer may
+     * fire a millisecond early or a little late), so series line up. */
+    inst->collect_ts = boundary_ns;
     inst->collect_start_mono = clock_mono_ns();
     inst->in_collect = 1;
     rc = inst->mod->desc->collect(inst->state);
