@@ -17,7 +17,8 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS := build-essential cmake pkg-config clang clang-format \
         libclang-rt-14-dev \
         libuv1-dev libinih-dev liblua5.4-dev libsqlite3-dev libjansson-dev \
-        libcmocka-dev python3
+        libcmocka-dev python3 \
+        libcurl4-openssl-dev python3-prometheus-client
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'
