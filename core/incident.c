@@ -561,7 +561,14 @@ static int64_t save_action(struct inc *inc, const struct rb_action *a,
                                .ended_ts = ended,
                                .exit_code = exit_code,
                                .output = output};
-    store_put_action(st, &row, cb, arg);
+    int rc = store_put_action(st, &row, cb, arg);
+    if (rc != 0) {
+        log_error("incident", "#%lld: action '%s' not recorded: %s",
+                  (long long)inc->id, a->name, vigil_strerror(rc));
+        if (cb != NULL) {
+            cb(arg, rc); /* the store will not call it */
+        }
+    }
     return id;
 }
 

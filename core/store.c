@@ -225,11 +225,11 @@ static const char *const store_sql[STORE_ST_COUNT] = {
     [STORE_ST_BEGIN] = "BEGIN IMMEDIATE",
     [STORE_ST_COMMIT] = "COMMIT",
     [STORE_ST_ROLLBACK] = "ROLLBACK",
-    [STORE_ST_SERIES_ADD] =
-        "INSERT INTO series (host, key, name, labels)"
-        " VALUES (:host, ?2, ?3, ?4)"
-        " ON CONFLICT (host, key) DO NOTHING",
-    [STORE_ST_SERIES_ID] = "SELECT id FROM series WHERE host = :host AND key = ?2",
+    [STORE_ST_SERIES_ADD] = "INSERT INTO series (host, key, name, labels)"
+                            " VALUES (:host, ?2, ?3, ?4)"
+                            " ON CONFLICT (host, key) DO NOTHING",
+    [STORE_ST_SERIES_ID] =
+        "SELECT id FROM series WHERE host = :host AND key = ?2",
     [STORE_ST_SAMPLE] = "INSERT INTO samples (series_id, ts, value)"
                         " VALUES (?,?,?)" STORE_SAMPLE_UPSERT,
     [STORE_ST_SAMPLES] = "INSERT INTO samples (series_id, ts, value)"
@@ -239,10 +239,9 @@ static const char *const store_sql[STORE_ST_COUNT] = {
                       " (series_id, ts_minute, min, avg, max, count)"
                       " VALUES (?1, ?2, ?3, ?3, ?3, 1)" STORE_ROLLUP_MERGE,
     /* The oldest raw time at or after ?2: one index seek per series. */
-    [STORE_ST_NEXT_RAW] =
-        "SELECT min((SELECT min(ts) FROM samples"
-        " WHERE series_id = se.id AND ts >= ?2))"
-        " FROM series se WHERE se.host = :host",
+    [STORE_ST_NEXT_RAW] = "SELECT min((SELECT min(ts) FROM samples"
+                          " WHERE series_id = se.id AND ts >= ?2))"
+                          " FROM series se WHERE se.host = :host",
     [STORE_ST_ROLLUP] =
         "INSERT INTO rollup_1m (series_id, ts_minute, min, avg, max, count)"
         " SELECT sa.series_id, " STORE_MINUTE_SQL(
@@ -254,11 +253,10 @@ static const char *const store_sql[STORE_ST_COUNT] = {
                      " GROUP BY sa.series_id, m" STORE_ROLLUP_MERGE,
     [STORE_ST_MARK] = "INSERT OR REPLACE INTO meta (key, value)"
                       " VALUES ('rollup_mark/' || :host, ?2)",
-    [STORE_ST_TRIM_RAW] =
-        "DELETE FROM samples WHERE (series_id, ts) IN"
-        " (SELECT sa.series_id, sa.ts FROM series se"
-        " JOIN samples sa ON sa.series_id = se.id"
-        " WHERE se.host = :host AND sa.ts < ?2 LIMIT ?3)",
+    [STORE_ST_TRIM_RAW] = "DELETE FROM samples WHERE (series_id, ts) IN"
+                          " (SELECT sa.series_id, sa.ts FROM series se"
+                          " JOIN samples sa ON sa.series_id = se.id"
+                          " WHERE se.host = :host AND sa.ts < ?2 LIMIT ?3)",
     [STORE_ST_TRIM_ROLLUP] =
         "DELETE FROM rollup_1m WHERE (series_id, ts_minute) IN"
         " (SELECT r.series_id, r.ts_minute FROM series se"
@@ -305,8 +303,9 @@ static const char *const store_sql[STORE_ST_COUNT] = {
 #define STORE_INCIDENT_COLS                                                    \
     "id, rule, series, title, runbook, state, open, opened_ts,"                \
     " resolved_ts, acknowledged, labels"
-#define STORE_TRANSITION_COLS "incident_id, ts, from_state, to_state, value," \
-                              " reason"
+#define STORE_TRANSITION_COLS                                                  \
+    "incident_id, ts, from_state, to_state, value,"                            \
+    " reason"
 #define STORE_EVIDENCE_COLS                                                    \
     "incident_id, step, name, phase, status, started_ts, ended_ts, output"
 #define STORE_ACTION_COLS                                                      \
@@ -399,13 +398,13 @@ struct store {
     sqlite3_stmt *st[STORE_ST_COUNT];
     struct store_wser *wser;
     uint32_t nwser;
-    int64_t wmark;        /* samples before it are rolled up */
+    int64_t wmark;                /* samples before it are rolled up */
     struct store_sample *wsorted; /* a batch sorted by series */
     uint32_t *wcount;             /* per bus id, for the sort */
     uint32_t wcount_cap;
-    char *labels_buf;     /* the JSON of one series' labels */
+    char *labels_buf; /* the JSON of one series' labels */
     size_t labels_cap;
-    int wal_pages;        /* from the WAL hook */
+    int wal_pages; /* from the WAL hook */
     uint32_t wflushes;
 
     /* Loop side. */
@@ -422,15 +421,15 @@ struct store {
     struct store_recq q;
     int64_t next_incident, next_action;
     uv_timer_t timer;
-    int timer_live;   /* initialised and not yet closed */
-    int running;      /* the job is in flight */
-    int backlog;      /* the last job left housekeeping to do */
+    int timer_live;    /* initialised and not yet closed */
+    int running;       /* the job is in flight */
+    int backlog;       /* the last job left housekeeping to do */
     int64_t house_due; /* monotonic */
     int closing, finished;
     struct store_job job;
     struct store_stats stats;
-    uint32_t failing;       /* failed flushes in a row */
-    int64_t log_next;       /* monotonic: next error line allowed */
+    uint32_t failing; /* failed flushes in a row */
+    int64_t log_next; /* monotonic: next error line allowed */
     uint64_t log_suppressed;
 };
 
@@ -944,8 +943,7 @@ static const struct store_sample *store_sort(struct store *s,
     for (uint32_t i = 0; i < j->nsamples; i++) {
         vigil_series_id id = j->samples[i].id;
 
-        s->wsorted[s->wcount[id < s->nwser ? id : s->nwser]++] =
-            j->samples[i];
+        s->wsorted[s->wcount[id < s->nwser ? id : s->nwser]++] = j->samples[i];
     }
     return s->wsorted;
 }
@@ -1196,8 +1194,8 @@ static void store_job_run(struct store *s, struct store_job *j)
      * busy or failed one is simply tried again later. */
     if (j->daemon && (++s->wflushes % STORE_CHECKPOINT_FLUSHES == 0 ||
                       s->wal_pages >= STORE_CHECKPOINT_PAGES)) {
-        sqlite3_wal_checkpoint_v2(s->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE,
-                                  NULL, NULL);
+        sqlite3_wal_checkpoint_v2(s->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                  NULL);
         s->wal_pages = 0;
     }
 out:
@@ -1283,8 +1281,8 @@ static void store_job_done(struct store *s, struct store_job *j)
         return;
     }
     if (s->failing > 0) {
-        log_info("store", "%s: writing again after %u failed flushes",
-                 s->path, s->failing);
+        log_info("store", "%s: writing again after %u failed flushes", s->path,
+                 s->failing);
         s->failing = 0;
     }
     if (j->records_refused > 0) {
@@ -1363,8 +1361,7 @@ static void store_on_timer_close(uv_handle_t *h)
 
 /* The bus' sample callback: the per-sample path. No allocation, no lock;
  * a full buffer counts the sample as dropped. */
-static void store_on_sample(void *arg, vigil_series_id id, int64_t ts,
-                            double v)
+static void store_on_sample(void *arg, vigil_series_id id, int64_t ts, double v)
 {
     struct store *s = arg;
     struct store_sample *p;
@@ -1499,10 +1496,11 @@ static int store_migrate(struct store *s, struct vigil_err *err)
                                  "name NOT LIKE 'sqlite_%'",
                                  NULL, &tables, &found);
             if (rc == SQLITE_OK && tables > 0) {
-                status = err_set(err, VIGIL_EINVAL,
-                        "%s: not a vigil database (it has tables but no "
-                        "schema version)",
-                        s->path);
+                status =
+                    err_set(err, VIGIL_EINVAL,
+                            "%s: not a vigil database (it has tables but no "
+                            "schema version)",
+                            s->path);
                 goto out;
             }
             version = 0;
@@ -1513,9 +1511,9 @@ static int store_migrate(struct store *s, struct vigil_err *err)
         }
         if (version > STORE_SCHEMA_VERSION) {
             status = err_set(err, VIGIL_ESTATE,
-                    "%s: schema version %lld is newer than this vigil "
-                    "supports (%d); use a newer vigil or another path",
-                    s->path, (long long)version, STORE_SCHEMA_VERSION);
+                             "%s: schema version %lld is newer than this vigil "
+                             "supports (%d); use a newer vigil or another path",
+                             s->path, (long long)version, STORE_SCHEMA_VERSION);
             goto out;
         }
         if (version == STORE_SCHEMA_VERSION || in_txn) {
@@ -1587,8 +1585,9 @@ static int store_sweep_actions(struct store *s, struct vigil_err *err)
         rc = sqlite3_step(st);
     }
     if (rc == SQLITE_DONE && sqlite3_changes(s->wdb) > 0) {
-        log_warn("store", "%s: %d actions were running when vigil stopped; "
-                          "marked interrupted",
+        log_warn("store",
+                 "%s: actions running when vigil stopped, now marked "
+                 "interrupted: %d",
                  s->path, sqlite3_changes(s->wdb));
     }
     sqlite3_finalize(st);
@@ -1604,8 +1603,9 @@ static int store_load(struct store *s, struct vigil_err *err)
     int64_t v;
     int found, rc;
 
-    rc = store_query_int(s->wdb, "SELECT max(id) FROM incidents WHERE host = ?1",
-                         s->host, &v, &found);
+    rc =
+        store_query_int(s->wdb, "SELECT max(id) FROM incidents WHERE host = ?1",
+                        s->host, &v, &found);
     s->next_incident = found ? v + 1 : 1;
     if (rc == SQLITE_OK) {
         rc = store_query_int(s->wdb,
@@ -1693,10 +1693,9 @@ int store_open(const struct store_opts *opts, uv_loop_t *loop,
                        opts->path);
     }
     if (opts->sample_buffer > STORE_SAMPLE_BUFFER_MAX) {
-        return err_set(err, VIGIL_EINVAL,
-                       "%s: sample_buffer %u is above the maximum %u",
-                       opts->path, opts->sample_buffer,
-                       STORE_SAMPLE_BUFFER_MAX);
+        return err_set(
+            err, VIGIL_EINVAL, "%s: sample_buffer %u is above the maximum %u",
+            opts->path, opts->sample_buffer, STORE_SAMPLE_BUFFER_MAX);
     }
     if (opts->raw_retention_ns < 0 || opts->rollup_retention_ns < 0 ||
         opts->flush_interval_ms < 0) {
@@ -1869,8 +1868,8 @@ int store_attach_bus(struct store *s, struct bus *bus, const char *selector,
                        s->path);
     }
     if (s->nsubs == STORE_SUBS_MAX) {
-        return err_set(err, VIGIL_ELIMIT, "%s: more than %d selectors",
-                       s->path, STORE_SUBS_MAX);
+        return err_set(err, VIGIL_ELIMIT, "%s: more than %d selectors", s->path,
+                       STORE_SUBS_MAX);
     }
     rc = bus_selector_parse(selector != NULL ? selector : "*", &sel, err);
     if (rc != 0) {
@@ -1927,16 +1926,16 @@ static int store_write_now(struct store *s, struct store_rec *r)
 }
 
 /* Copy and queue a record (daemon), or write it (tool). */
-static int store_put(struct store *s, int kind, const void *src,
-                     size_t srcsize, store_done_cb cb, void *arg)
+static int store_put(struct store *s, int kind, const void *src, size_t srcsize,
+                     store_done_cb cb, void *arg)
 {
     struct store_rec *r;
 
     if (s->finished) {
         return VIGIL_ESTATE;
     }
-    if (s->loop != NULL && (s->q.n >= STORE_RECORDS_MAX ||
-                            s->q.bytes >= STORE_RECORD_BYTES_MAX)) {
+    if (s->loop != NULL &&
+        (s->q.n >= STORE_RECORDS_MAX || s->q.bytes >= STORE_RECORD_BYTES_MAX)) {
         store_log_error(s, 0,
                         "%s: %u records waiting to be written; refusing more",
                         s->path, s->q.n);

@@ -21,8 +21,9 @@
  * Records (incidents, transitions, evidence, actions) are copied when
  * queued and written in the order they were queued. store_put_action()
  * calls back once its row is committed, so an action's intent is on disk
- * before the action runs. At open, actions with an intent and no result
- * (vigil died while they ran) are marked "interrupted".
+ * before the action runs. When the daemon opens the store, actions with an
+ * intent and no result (vigil died while they ran) are marked
+ * "interrupted".
  *
  * The schema is versioned; store_open() applies missing migrations in one
  * transaction. Times are wall-clock ns; text is UTF-8.
@@ -218,9 +219,9 @@ struct store_stats {
     uint64_t samples_written;
     uint64_t samples_dropped; /* buffer full */
     uint64_t records_written;
-    uint64_t flushes;
-    uint64_t errors;
-    double last_flush_ms;
+    uint64_t flushes;         /* flush jobs done, failed ones included */
+    uint64_t errors;          /* failed flushes, flushes refusing records */
+    double last_flush_ms;     /* the writer's time for the last flush */
     uint64_t samples_lost;    /* in a flush that failed */
     uint32_t records_pending; /* queued or being written */
 };
