@@ -81,8 +81,20 @@ struct inc_rate {
     struct inc_rate *next;
 };
 
+/* An action waiting for `vigil incidents approve`. */
+struct inc_await {
+    struct inc_mgr *m;
+    char name[64];
+    int64_t action_id;
+    int64_t incident_id;
+    char runbook[RULE_NAME_MAX];
+    size_t index;
+    struct inc_await *next;
+};
+
 struct inc_mgr {
     struct inc_env env;
+    struct inc_await *awaits;
     struct inc *incs;
     struct inc_call *calls;
     struct inc_guard *guards;
@@ -790,6 +802,63 @@ static void on_intent_saved(void *arg, int status)
     plug_diag_run(inc->m->env.plugs, a->kind, a->args_json, on_action_reply, c);
 }
 
+/* The waiting row is committed: now `vigil incidents approve` finds it,
+ * so now is when people are told. */
+static void on_await_saved(void *arg, int status)
+{
+    struct inc_await *w = arg;
+
+    if (status == 0) {
+        notify(w->m, "action", w->incident_id,
+               "%s awaiting approval: vigil incidents approve %lld", w->name,
+               (long long)w->action_id);
+    }
+}
+
+/* Record an action in approve mode as waiting and remember it. */
+static void request_approval(struct inc *inc, const struct rb_runbook *rb,
+                             size_t index)
+{
+    const struct rb_action *a = &rb->actions[index];
+    struct inc_await *w = calloc(1, sizeof(*w));
+
+    if (w == NULL || inc->m->env.store == NULL) {
+        free(w);
+        notify(inc->m, "action", inc->id,
+               "%s skipped: approval needs the store", a->name);
+        return;
+    }
+    w->m = inc->m;
+    w->action_id = store_next_action_id(inc->m->env.store);
+    w->incident_id = inc->id;
+    w->index = index;
+    snprintf(w->runbook, sizeof(w->runbook), "%s", rb->name);
+    snprintf(w->name, sizeof(w->name), "%s", a->name);
+    w->next = inc->m->awaits;
+    inc->m->awaits = w;
+    save_action(inc, a, w->action_id, "approve", STORE_ACT_AWAITING,
+                "waiting for approval", NULL, 0, 0, 0, on_await_saved, w);
+}
+
+/* Run an action: write its intent (a new row, or the approved one), then
+ * start it once the intent is committed. Returns 1 (the incident waits). */
+static int start_action(struct inc *inc, const struct rb_runbook *rb,
+                        size_t index, int64_t action_id, int64_t now)
+{
+    const struct rb_action *a = &rb->actions[index];
+    struct inc_call *c = call_new(inc, 1, index, a->name);
+
+    if (c == NULL) {
+        return 0;
+    }
+    guard_note_run(inc, rb, a, now);
+    c->refs++; /* for on_intent_saved */
+    c->action_id = save_action(inc, a, action_id, "on", STORE_ACT_PENDING,
+                               action_id ? "approved" : "started", NULL, 0, 0,
+                               0, on_intent_saved, c);
+    return 1;
+}
+
 /* Decide about one action. Returns 1 when a run was started (the
  * incident waits for it), 0 when the decision is already recorded. */
 static int consider_action(struct inc *inc, const struct rb_runbook *rb,
@@ -842,20 +911,10 @@ static int consider_action(struct inc *inc, const struct rb_runbook *rb,
         return 0;
     }
     if (strcmp(a->mode, "approve") == 0) {
-        save_action(inc, a, 0, "approve", STORE_ACT_AWAITING,
-                    "waiting for approval", NULL, 0, 0, 0, NULL, NULL);
-        notify(inc->m, "action", inc->id, "%s awaiting approval", a->name);
+        request_approval(inc, rb, index);
         return 0;
     }
-    struct inc_call *c = call_new(inc, 1, index, a->name);
-    if (c == NULL) {
-        return 0;
-    }
-    guard_note_run(inc, rb, a, now);
-    c->refs++; /* for on_intent_saved */
-    c->action_id = save_action(inc, a, 0, "on", STORE_ACT_PENDING, "started",
-                               NULL, 0, 0, 0, on_intent_saved, c);
-    return 1;
+    return start_action(inc, rb, index, 0, now);
 }
 
 /* ---------------------------------------------------------------- flow */
@@ -1020,6 +1079,56 @@ void inc_on_event(void *arg, const struct rule_event *ev, const char *file)
     }
 }
 
+/* ---------------------------------------------------------------- approvals */
+
+static struct inc *find_by_id(struct inc_mgr *m, int64_t id)
+{
+    for (struct inc *i = m->incs; i != NULL; i = i->next) {
+        if (i->id == id) {
+            return i;
+        }
+    }
+    return NULL;
+}
+
+/* The store found an approval: run the action now, if its incident is
+ * still open and not busy; otherwise record why not. */
+static void on_approved(void *arg, int64_t action_id)
+{
+    struct inc_mgr *m = arg;
+    struct inc_await **p = &m->awaits, *w;
+    struct inc *inc;
+    const struct rb_runbook *rb;
+
+    while (*p != NULL && (*p)->action_id != action_id) {
+        p = &(*p)->next;
+    }
+    if ((w = *p) == NULL || m->stopping) {
+        return;
+    }
+    inc = find_by_id(m, w->incident_id);
+    rb = rb_engine_runbook(m->env.rules, w->runbook);
+    if (inc != NULL && inc->busy) {
+        return; /* asked again at the next flush */
+    }
+    *p = w->next;
+    if (inc == NULL || rb == NULL || w->index >= rb->nactions) {
+        log_warn("incident",
+                 "approved action %lld: its incident or runbook "
+                 "is gone",
+                 (long long)action_id);
+    } else if (!inc->open) {
+        save_action(inc, &rb->actions[w->index], action_id, "approve",
+                    STORE_ACT_SKIPPED,
+                    "approved after the incident was resolved", NULL, 0, 0, 0,
+                    NULL, NULL);
+    } else {
+        notify(m, "action", inc->id, "%s approved", rb->actions[w->index].name);
+        start_action(inc, rb, w->index, action_id, clock_wall_ns());
+    }
+    free(w);
+}
+
 /* ---------------------------------------------------------------- restarts */
 
 /* Incidents still open in the store (vigil stopped, or was killed, while
@@ -1121,6 +1230,7 @@ int inc_create(const struct inc_env *env, struct inc_mgr **out)
     }
     if (m->env.store != NULL) {
         store_list_incidents(m->env.store, 1, 10000, on_stored_open, m);
+        store_on_approval(m->env.store, on_approved, m);
     }
     if (m->env.loop != NULL) {
         uv_timer_init(m->env.loop, &m->reconcile);
@@ -1184,6 +1294,11 @@ void inc_destroy(struct inc_mgr *m)
         struct inc *i = m->incs;
         m->incs = i->next;
         inc_free(i);
+    }
+    while (m->awaits != NULL) {
+        struct inc_await *w = m->awaits;
+        m->awaits = w->next;
+        free(w);
     }
     while (m->guards != NULL) {
         struct inc_guard *g = m->guards;

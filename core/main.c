@@ -53,11 +53,15 @@ static const struct {
      "`N passed, N failed`. Exits 1 on failures, 2 if a file could not\n"
      "run. See docs/runbooks.md."},
     {"incidents",
-     "vigil incidents list [--open] [--json] | show ID [--md|--json]",
+     "vigil incidents list [--open] [--json] | show ID [--md|--json] | "
+     "approve ACTION",
      "Read incidents from the store the config names (-c FILE as for run):\n"
-     "  list         newest first; --open for open ones only\n"
-     "  show ID      one incident with its timeline, evidence and actions,\n"
-     "               as Markdown (default) or JSON"},
+     "  list            newest first; --open for open ones only\n"
+     "  show ID         one incident with its timeline, evidence and\n"
+     "                  actions, as Markdown (default) or JSON\n"
+     "  approve ACTION  let an action in approve mode run (its id is in\n"
+     "                  `show`); the running daemon starts it within a\n"
+     "                  flush interval"},
     {"history", "vigil history SERIES [--since DURATION] [--json]",
      "Print the stored samples of one series (its exact key, e.g.\n"
      "'sys.cpu.busy_pct{cpu=\"total\"}') from DURATION ago (default 1h):\n"
@@ -67,6 +71,16 @@ static const struct {
      "plugin's options."},
     {"version", "vigil version", "Print the version (also --version)."},
 };
+
+static const char *usage_of(const char *name)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return commands[i].usage;
+        }
+    }
+    return name;
+}
 
 static void usage(FILE *out)
 {
@@ -259,9 +273,11 @@ static int cmd_incidents(int argc, char **argv, struct tool_opts *t)
     int rc = parse_tool(argc, argv, t);
 
     if (rc == 0 &&
-        (t->npos < 1 || (strcmp(t->pos[0], "list") &&
-                         (strcmp(t->pos[0], "show") || t->npos < 2)))) {
-        fprintf(stderr, "usage: %s\n", commands[3].usage);
+        (t->npos < 1 ||
+         (strcmp(t->pos[0], "list") &&
+          ((strcmp(t->pos[0], "show") && strcmp(t->pos[0], "approve")) ||
+           t->npos < 2)))) {
+        fprintf(stderr, "usage: %s\n", usage_of("incidents"));
         rc = 2;
     }
     if (rc != 0 || (rc = open_store(t, &s)) != 0) {
@@ -269,6 +285,19 @@ static int cmd_incidents(int argc, char **argv, struct tool_opts *t)
     }
     if (strcmp(t->pos[0], "list") == 0) {
         rc = report_list(s, t->open_only, t->format, stdout);
+    } else if (strcmp(t->pos[0], "approve") == 0) {
+        struct vigil_err err = {0};
+        const char *who = getenv("USER");
+        char *end;
+        long long id = strtoll(t->pos[1], &end, 10);
+        rc = *end ? err_set(&err, VIGIL_EINVAL, "'%s' is not an action id",
+                            t->pos[1])
+                  : store_approve_action(s, id, who ? who : "?", &err);
+        if (rc != 0) {
+            fprintf(stderr, "vigil: %s\n", err.msg);
+        } else {
+            printf("action %lld approved\n", id);
+        }
     } else {
         char *end;
         long long id = strtoll(t->pos[1], &end, 10);
@@ -333,7 +362,7 @@ static int cmd_history(int argc, char **argv, struct tool_opts *t)
     int rc = parse_tool(argc, argv, t);
 
     if (rc == 0 && t->npos != 1) {
-        fprintf(stderr, "usage: %s\n", commands[4].usage);
+        fprintf(stderr, "usage: %s\n", usage_of("history"));
         rc = 2;
     }
     if (rc != 0 || (rc = open_store(t, &s)) != 0) {

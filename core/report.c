@@ -212,11 +212,12 @@ static void markdown(FILE *out, const json_t *r)
                 text ? text : "null");
         free(text);
     }
-    fprintf(out, "## Actions\n\n| time | action | mode | result | why |\n"
-                 "|---|---|---|---|---|\n");
+    fprintf(out, "## Actions\n\n| id | time | action | mode | result | why |\n"
+                 "|---|---|---|---|---|---|\n");
     json_array_foreach(json_object_get(r, "actions"), i, v)
     {
-        fprintf(out, "| %s | %s (%s) | %s | %s | %s |\n",
+        fprintf(out, "| %lld | %s | %s (%s) | %s | %s | %s |\n",
+                (long long)json_integer_value(json_object_get(v, "id")),
                 fmt_ts(json_integer_value(json_object_get(v, "intent_ns")), t1,
                        sizeof(t1)),
                 json_string_value(json_object_get(v, "name")),

@@ -73,7 +73,8 @@
 #define STORE_HOST_MAX 256
 #define STORE_FINAL_ROUNDS 4
 
-#define STORE_INTERRUPTED_REASON "vigil stopped while the action ran"
+#define STORE_INTERRUPTED_REASON                                               \
+    "vigil stopped while the action ran or waited for approval"
 
 /* ------------------------------------------------------------- schema */
 
@@ -169,6 +170,11 @@ static const char *const store_migrations[] = {
     "CREATE INDEX actions_incident ON actions (host, incident_id, id);\n"
     /* Only the rows the open-time sweep looks for. */
     "CREATE INDEX actions_pending ON actions (host) WHERE result = 0;\n",
+    /* 2: approvals. `vigil incidents approve` sets approved_ts on an action
+     * that waits; the daemon's writer finds it and the action runs. */
+    "ALTER TABLE actions ADD COLUMN approved_by TEXT;\n"
+    "ALTER TABLE actions ADD COLUMN approved_ts INTEGER NOT NULL DEFAULT 0;\n"
+    "CREATE INDEX actions_awaiting ON actions (host) WHERE result = 6;\n",
 };
 
 #define STORE_SCHEMA_VERSION                                                   \
@@ -196,6 +202,7 @@ enum store_stmt {
     STORE_ST_TRANSITION,
     STORE_ST_EVIDENCE,
     STORE_ST_ACTION,
+    STORE_ST_APPROVED,
     STORE_ST_COUNT
 };
 
@@ -284,6 +291,9 @@ static const char *const store_sql[STORE_ST_COUNT] = {
         " name = excluded.name, phase = excluded.phase,"
         " status = excluded.status, started_ts = excluded.started_ts,"
         " ended_ts = excluded.ended_ts, output = excluded.output",
+    [STORE_ST_APPROVED] = "SELECT id FROM actions WHERE host = :host AND"
+                          " result = 6 AND approved_ts > 0 ORDER BY id"
+                          " LIMIT 64",
     [STORE_ST_ACTION] =
         "INSERT INTO actions (host, id, incident_id, name, kind, mode,"
         " command, result, reason, intent_ts, started_ts, ended_ts,"
@@ -385,6 +395,8 @@ struct store_job {
     char refused_msg[VIGIL_ERR_MAX];
     int backlog; /* roll-up or trimming not caught up */
     double ms;
+    int64_t approved[64]; /* actions approved and still waiting */
+    uint32_t napproved;
 };
 
 struct store {
@@ -428,6 +440,8 @@ struct store {
     int closing, finished;
     struct store_job job;
     struct store_stats stats;
+    store_approval_cb approval_cb;
+    void *approval_arg;
     uint32_t failing; /* failed flushes in a row */
     int64_t log_next; /* monotonic: next error line allowed */
     uint64_t log_suppressed;
@@ -1177,6 +1191,14 @@ static void store_job_run(struct store *s, struct store_job *j)
     if (rc == SQLITE_OK) {
         rc = store_step(s->st[STORE_ST_COMMIT]);
     }
+    j->napproved = 0;
+    if (rc == SQLITE_DONE && j->daemon && s->approval_cb != NULL) {
+        sqlite3_stmt *st = s->st[STORE_ST_APPROVED];
+        while (sqlite3_step(st) == SQLITE_ROW && j->napproved < 64) {
+            j->approved[j->napproved++] = sqlite3_column_int64(st, 0);
+        }
+        sqlite3_reset(st);
+    }
     if (rc != SQLITE_DONE) {
         j->status = store_code(rc) != 0 ? store_code(rc) : VIGIL_EIO;
         snprintf(j->msg, sizeof(j->msg), "%s: %s", s->path,
@@ -1298,6 +1320,9 @@ static void store_job_done(struct store *s, struct store_job *j)
         }
         free(r);
     }
+    for (uint32_t i = 0; i < j->napproved && s->approval_cb != NULL; i++) {
+        s->approval_cb(s->approval_arg, j->approved[i]);
+    }
 }
 
 static void store_free(struct store *s);
@@ -1321,7 +1346,8 @@ static void store_start_job(struct store *s)
     int64_t mono = clock_mono_ns();
     int house = s->backlog || mono >= s->house_due;
 
-    if (!store_has_work(s) && !house) {
+    /* Watching approvals means looking every flush, work or not. */
+    if (!store_has_work(s) && !house && s->approval_cb == NULL) {
         return;
     }
     if (house) {
@@ -1574,7 +1600,7 @@ static int store_sweep_actions(struct store *s, struct vigil_err *err)
     int rc = sqlite3_prepare_v2(
         s->wdb,
         "UPDATE actions SET result = ?2, ended_ts = ?3, reason = ?4"
-        " WHERE host = ?1 AND result = 0",
+        " WHERE host = ?1 AND result IN (0, 6)",
         -1, &st, NULL);
 
     if (rc == SQLITE_OK) {
@@ -2279,4 +2305,43 @@ void store_get_stats(const struct store *s, struct store_stats *st)
 {
     *st = s->stats;
     st->records_pending = s->q.n + (s->running ? s->job.recs.n : 0);
+}
+
+void store_on_approval(struct store *s, store_approval_cb cb, void *arg)
+{
+    s->approval_cb = cb;
+    s->approval_arg = arg;
+}
+
+int store_approve_action(struct store *s, int64_t id, const char *who,
+                         struct vigil_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (s->loop != NULL) {
+        return err_set(err, VIGIL_ESTATE, "approvals are given by the tools");
+    }
+    rc = sqlite3_prepare_v2(s->wdb,
+                            "UPDATE actions SET approved_by = ?3,"
+                            " approved_ts = ?4 WHERE host = ?1 AND id = ?2"
+                            " AND result = 6 AND approved_ts = 0",
+                            -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, s->host, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, id);
+        sqlite3_bind_text(st, 3, who ? who : "", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, clock_wall_ns());
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        return store_fail(s, s->wdb, rc, err);
+    }
+    if (sqlite3_changes(s->wdb) == 0) {
+        return err_set(err, VIGIL_ENOENT,
+                       "%s: no action %lld is waiting for approval", s->path,
+                       (long long)id);
+    }
+    return 0;
 }

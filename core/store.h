@@ -180,6 +180,19 @@ typedef void (*store_done_cb)(void *arg, int status);
 int store_put_action(struct store *s, const struct store_action *a,
                      store_done_cb cb, void *arg);
 
+/* ---------------------------------------------------------------- approval */
+
+/* Tool mode: approve an action that waits (result AWAITING). Returns 0,
+ * VIGIL_ENOENT when no such action waits, or another code with err. */
+int store_approve_action(struct store *s, int64_t id, const char *who,
+                         struct vigil_err *err);
+
+/* Daemon mode: cb runs on the loop, after a flush, for every waiting
+ * action that has been approved; it is called again at every flush until
+ * the action's row changes (the daemon runs it and writes its result). */
+typedef void (*store_approval_cb)(void *arg, int64_t action_id);
+void store_on_approval(struct store *s, store_approval_cb cb, void *arg);
+
 /* ---------------------------------------------------------------- reads */
 
 /* Synchronous reads (tools, and the daemon at start). Each row is passed

@@ -155,8 +155,18 @@ def test_incident(d):
           "a missing command fails with its name")
     check(action_line(v, "breaker", "skipped: circuit breaker") is not None,
           "the circuit breaker holds back a second attempt")
-    check(action_line(v, "ask", "awaiting approval") is not None,
-          "approve mode waits")
+    ask = action_line(v, "ask", "awaiting approval")
+    check(ask is not None, "approve mode waits")
+    ask_id = ask.split("vigil incidents approve ")[1].split('"')[0] \
+        if ask else "0"
+    r = vigil("incidents", "approve", ask_id, "-c", conf)
+    check(r.returncode == 0 and "approved" in r.stdout,
+          "vigil incidents approve takes the approval")
+    check(action_line(v, "ask", "ok") is not None,
+          "the daemon runs the approved action")
+    r = vigil("incidents", "approve", ask_id, "-c", conf)
+    check(r.returncode != 0 and "waiting for approval" in r.stderr,
+          "an action is approved once")
     check(v.wait_for("err", lambda l: "step: exec timeout" in l, 10)
           is not None, "a step over its budget is recorded as timeout")
     grow(watched, 10)
@@ -191,7 +201,8 @@ def test_incident(d):
           "the snapshot holds the metric's window")
     acts = {a["name"]: a["result"] for a in inc.get("actions", [])}
     check(acts.get("fix") == "ok" and acts.get("rehearse") == "dry-run" and
-          acts.get("broken") == "failed", "the audit holds every action")
+          acts.get("broken") == "failed" and acts.get("ask") == "ok",
+          "the audit holds every action: %s" % acts)
     trs = [t["to"] for t in inc.get("transitions", [])]
     check(trs == ["warning", "critical", "ok"],
           "the transitions are recorded: %s" % trs)

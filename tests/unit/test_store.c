@@ -777,7 +777,9 @@ static void test_interrupted_after_reopen(void **state)
                      0);
     assert_int_equal(s.n_act, 2);
     assert_int_equal(s.act_result[0], STORE_ACT_INTERRUPTED);
-    assert_string_equal(s.act_reason[0], "vigil stopped while the action ran");
+    assert_string_equal(
+        s.act_reason[0],
+        "vigil stopped while the action ran or waited for approval");
     assert_true(s.act_ended[0] >= before);
     assert_int_equal(s.act_result[1], STORE_ACT_OK);
     store_close(st);
@@ -957,6 +959,37 @@ static void test_close_during_job(void **state)
     store_close(st);
 }
 
+static void test_approve(void **state)
+{
+    struct fx *f = *state;
+    struct store *st = tool_open(f);
+    struct vigil_err err = {0};
+    struct store_action a = {
+        .id = store_next_action_id(st),
+        .incident_id = 3,
+        .name = "restart",
+        .kind = "exec",
+        .mode = "approve",
+        .command = "[\"x\"]",
+        .result = STORE_ACT_AWAITING,
+        .intent_ts = clock_wall_ns(),
+    };
+
+    assert_int_equal(store_put_action(st, &a, NULL, NULL), 0);
+    assert_int_equal(store_approve_action(st, a.id, "ops", &err), 0);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM actions WHERE "
+                                      "approved_by = 'ops' AND "
+                                      "approved_ts > 0"),
+                     1);
+    /* Twice, or an action that does not wait: a clear refusal. */
+    assert_int_equal(store_approve_action(st, a.id, "ops", &err), VIGIL_ENOENT);
+    assert_non_null(strstr(err.msg, "is waiting for approval"));
+    err_clear(&err);
+    assert_int_equal(store_approve_action(st, 424242, "ops", &err),
+                     VIGIL_ENOENT);
+    store_close(st);
+}
+
 /* ---------------------------------------------------- schema, errors */
 
 static void test_migrations(void **state)
@@ -974,7 +1007,11 @@ static void test_migrations(void **state)
     store_close(st);
     assert_int_equal(
         sql_int(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
-        1);
+        2);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM "
+                                      "pragma_table_info('actions') WHERE "
+                                      "name = 'approved_ts'"),
+                     1);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master "
                                       "WHERE type = 'table' AND name IN "
                                       "('series', 'samples', 'rollup_1m', "
@@ -1100,6 +1137,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_buffer_full_and_close_flush, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_close_during_job, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_approve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_errors, setup, teardown),
