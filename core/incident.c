@@ -11,12 +11,15 @@
 #include "config.h"
 #include "exec.h"
 #include "log.h"
+#include "webhook.h"
 
 #define INC_OUTPUT_DEFAULT (64 * 1024)
 #define INC_KEY_MAX 640
 #define INC_RUNS_MAX 64 /* per action, for max_per_hour */
 #define INC_HOUR_NS (3600 * 1000000000LL)
 #define INC_RECONCILE_MS 2000
+/* The shape of a webhook's body, for receivers to check. */
+#define VIGIL_WEBHOOK_SCHEMA "vigil.incident.v1"
 
 static const char *const phase_names[RB_PHASES] = {"immediate", "short_term",
                                                    "deep"};
@@ -94,6 +97,7 @@ struct inc_await {
 
 struct inc_mgr {
     struct inc_env env;
+    struct hook_mgr *hooks;
     struct inc_await *awaits;
     struct inc *incs;
     struct inc_call *calls;
@@ -743,6 +747,62 @@ static void on_action_reply(void *arg, int status, const char *json)
     call_unref(c);
 }
 
+static void on_action_hook(void *arg, const struct hook_result *r)
+{
+    struct inc_call *c = arg;
+    char why[320];
+
+    if (!r->ok) {
+        snprintf(why, sizeof(why), "%s (%u attempts)", r->error, r->attempts);
+    }
+    action_finish(c, r->ok ? STORE_ACT_OK : STORE_ACT_FAILED,
+                  r->ok ? NULL : why, r->body, (int)r->http_status);
+    call_unref(c);
+}
+
+/* POST the incident and the action's name to the webhook's URL. */
+static void start_webhook(struct inc_call *c, struct inc *inc,
+                          const struct rb_action *a)
+{
+    json_t *args = json_loads(a->args_json, 0, NULL);
+    const char *url = json_string_value(json_object_get(args, "url"));
+    json_t *hdrs = json_object_get(args, "headers");
+    json_t *retries = json_object_get(args, "retries");
+    const char *headers[17];
+    size_t i, n = 0;
+    json_t *v;
+    char *ij = incident_json(inc);
+    json_t *body = json_pack("{s:s,s:s,s:o?}", "action", a->name, "vigil",
+                             VIGIL_WEBHOOK_SCHEMA, "incident",
+                             ij ? json_loads(ij, 0, NULL) : NULL);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+    json_array_foreach(hdrs, i, v)
+    {
+        if (json_is_string(v) && n < 16) {
+            headers[n++] = json_string_value(v);
+        }
+    }
+    headers[n] = NULL;
+    c->refs++;
+    if (inc->m->hooks == NULL || url == NULL || text == NULL ||
+        hook_post(inc->m->hooks, url, text, headers, a->timeout_ns / 1000000,
+                  json_is_integer(retries)
+                      ? (unsigned)json_integer_value(retries)
+                      : 3,
+                  on_action_hook, c) != 0) {
+        c->refs--;
+        action_finish(c, STORE_ACT_FAILED, "the webhook could not be sent",
+                      NULL, -1);
+    } else {
+        notify(inc->m, "action", inc->id, "%s started", a->name);
+    }
+    free(text);
+    free(ij);
+    json_decref(body);
+    json_decref(args);
+}
+
 static void on_action_timeout(uv_timer_t *t)
 {
     struct inc_call *c = t->data;
@@ -789,6 +849,10 @@ static void on_intent_saved(void *arg, int status)
             notify(inc->m, "action", inc->id, "%s started", a->name);
         }
         json_decref(args);
+        return;
+    }
+    if (strcmp(a->kind, "webhook") == 0) {
+        start_webhook(c, inc, a);
         return;
     }
     if (inc->m->env.plugs == NULL ||
@@ -1232,6 +1296,10 @@ int inc_create(const struct inc_env *env, struct inc_mgr **out)
         store_list_incidents(m->env.store, 1, 10000, on_stored_open, m);
         store_on_approval(m->env.store, on_approved, m);
     }
+    if (m->env.loop != NULL && hook_create(m->env.loop, &m->hooks) != 0) {
+        log_error("incident", "libcurl could not start: webhook actions "
+                              "will fail");
+    }
     if (m->env.loop != NULL) {
         uv_timer_init(m->env.loop, &m->reconcile);
         m->reconcile.data = m;
@@ -1269,6 +1337,8 @@ void inc_stop(struct inc_mgr *m)
         m->timer_open = 0;
         uv_close((uv_handle_t *)&m->reconcile, NULL);
     }
+    hook_close(m->hooks); /* running webhooks report "vigil is stopping" */
+    m->hooks = NULL;
     for (struct inc_call *c = m->calls; c != NULL; c = c->next) {
         exec_cancel(c->job);
         if (c->timer_open) {

@@ -146,8 +146,9 @@ static void plan_step(lua_State *L, int idx, int phase, struct rb_step *st)
 }
 
 static const char *const action_keys[] = {
-    PLAN_MARK_ACTION, "exec",    "run",          "args",    "mode", "on",
-    "cooldown",       "timeout", "max_per_hour", "breaker", "when", NULL};
+    PLAN_MARK_ACTION, "exec", "run",      "args",    "webhook",
+    "mode",           "on",   "cooldown", "timeout", "max_per_hour",
+    "breaker",        "when", NULL};
 
 static void plan_action_kind(lua_State *L, int idx, struct rb_action *a)
 {
@@ -170,10 +171,31 @@ static void plan_action_kind(lua_State *L, int idx, struct rb_action *a)
         return;
     }
     lua_pop(L, 1);
+    if ((t = lua_getfield(L, idx, "webhook")) != LUA_TNIL) {
+        /* webhook = "url" or { url = ..., headers = {...}, retries = n } */
+        snprintf(a->kind, sizeof(a->kind), "webhook");
+        if (t == LUA_TSTRING) {
+            lua_newtable(L);
+            lua_pushvalue(L, -2);
+            lua_setfield(L, -2, "url");
+        } else if (t == LUA_TTABLE) {
+            lua_pushvalue(L, -1);
+        } else {
+            luaL_error(L, "action '%s': webhook is a URL or { url = ... }",
+                       a->name);
+        }
+        a->args_json = plan_args_json(L, lua_gettop(L), none);
+        lua_pop(L, 2);
+        if (strstr(a->args_json, "\"url\":\"http") == NULL) {
+            luaL_error(L, "action '%s': webhook needs an http(s) url", a->name);
+        }
+        return;
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "run") != LUA_TSTRING) {
         luaL_error(L,
-                   "action '%s' needs exec = {argv...} or run = "
-                   "\"plugin.action\"",
+                   "action '%s' needs exec = {argv...}, webhook = "
+                   "\"url\" or run = \"plugin.action\"",
                    a->name);
     }
     snprintf(a->kind, sizeof(a->kind), "%s", lua_tostring(L, -1));

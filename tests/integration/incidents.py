@@ -9,8 +9,11 @@ keeps it all for `vigil incidents`; cooldown, rate limit, circuit breaker
 and approval each hold an action back; and an action interrupted by
 kill -9 shows as interrupted after a restart."""
 
+import http.server
 import json
 import os
+import socket
+import threading
 import shutil
 import signal
 import subprocess
@@ -56,6 +59,11 @@ vigil.runbook "shrink" {
     vigil.action "breaker" { exec = { "/bin/true" }, mode = "on",
                              on = "warning", breaker = 1 },
     vigil.action "ask" { exec = { "/bin/true" }, mode = "approve" },
+    vigil.action "page" { webhook = { url = "@HOOK@",
+                                      headers = { "X-Token: t0k" } },
+                          mode = "on", max_per_hour = 1 },
+    vigil.action "page_dead" { webhook = { url = "@DEADHOOK@", retries = 1 },
+                               mode = "on", max_per_hour = 1 },
   },
 }
 """
@@ -75,6 +83,35 @@ vigil.runbook "slow" {
 """
 
 
+class Hooks(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: keeps every POST and answers 204."""
+    got = []
+    event = threading.Event()
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", 0))
+        Hooks.got.append((self.headers.get("X-Token"),
+                          json.loads(self.rfile.read(n))))
+        self.send_response(204)
+        self.end_headers()
+        Hooks.event.set()
+
+    def log_message(self, *args):
+        pass
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+HOOK = http.server.HTTPServer(("127.0.0.1", 0), Hooks)
+threading.Thread(target=HOOK.serve_forever, daemon=True).start()
+
+
 def setup(d, runbook):
     pdir = os.path.join(d, "plugins")
     rules = os.path.join(d, "rules")
@@ -89,7 +126,10 @@ def setup(d, runbook):
     text = (runbook.replace("@SCRIPT@", script)
             .replace("@MARKER@", os.path.join(d, "marker"))
             .replace("@DRY@", os.path.join(d, "dry"))
-            .replace("@NEVER@", os.path.join(d, "never")))
+            .replace("@NEVER@", os.path.join(d, "never"))
+            .replace("@HOOK@", "http://127.0.0.1:%d/hook" %
+                     HOOK.server_address[1])
+            .replace("@DEADHOOK@", "http://127.0.0.1:%d/" % free_port()))
     write(rules, "file.lua", text)
     watched = write(d, "watched", "x" * 10)
     conf = write(d, "vigil.ini", "\n".join([
@@ -167,6 +207,16 @@ def test_incident(d):
     r = vigil("incidents", "approve", ask_id, "-c", conf)
     check(r.returncode != 0 and "waiting for approval" in r.stderr,
           "an action is approved once")
+    check(action_line(v, "page", "ok") is not None and Hooks.event.wait(5),
+          "the webhook action posts")
+    token, body = Hooks.got[0] if Hooks.got else (None, {})
+    check(token == "t0k" and body.get("action") == "page" and
+          body.get("incident", {}).get("rule") == "big_file" and
+          body.get("vigil") == "vigil.incident.v1",
+          "the webhook carries its headers and the incident: %s" % body)
+    dead = action_line(v, "page_dead", "failed", 15)
+    check(dead is not None and "2 attempts" in dead,
+          "a webhook target that is down fails after its retries")
     check(v.wait_for("err", lambda l: "step: exec timeout" in l, 10)
           is not None, "a step over its budget is recorded as timeout")
     grow(watched, 10)
