@@ -108,7 +108,15 @@ struct inc_mgr {
     uv_timer_t reconcile;
     int timer_open;
     int stopping;
+    int64_t vnow;    /* without a loop (vigil test): the latest event's time */
+    int64_t next_id; /* without a store */
 };
+
+/* The wall clock, or the virtual one under `vigil test`. */
+static int64_t inc_now(const struct inc_mgr *m)
+{
+    return m->env.loop != NULL ? clock_wall_ns() : m->vnow;
+}
 
 static void inc_advance(struct inc *inc);
 
@@ -233,7 +241,7 @@ static struct inc_call *call_new(struct inc *inc, int is_action, size_t index,
     c->is_action = is_action;
     c->index = index;
     snprintf(c->name, sizeof(c->name), "%s", name);
-    c->started = clock_wall_ns();
+    c->started = inc_now(m);
     c->refs = 1;
     c->next = m->calls;
     m->calls = c;
@@ -374,7 +382,7 @@ static void step_finish(struct inc_call *c, const char *status,
         return; /* abandoned: its outcome was already recorded */
     }
     save_evidence(inc, c->index, c->name, c->phase, status, c->started,
-                  clock_wall_ns(), output);
+                  inc_now(inc->m), output);
     json_t *v = output ? json_loads(output, JSON_DECODE_ANY, NULL) : NULL;
     if (v == NULL) {
         v = json_string(output ? output : "");
@@ -425,7 +433,7 @@ static void step_snapshot(struct inc_call *c, const json_t *args)
                 struct win_stat st;
                 double x;
                 win_stat_parse(stats[k], &st);
-                if (bus_stat(bus, id, st, clock_wall_ns(), window_ms * 1000000,
+                if (bus_stat(bus, id, st, inc_now(c->m), window_ms * 1000000,
                              &x) == 0 &&
                     isfinite(x)) {
                     json_object_set_new(row, stats[k], json_real(x));
@@ -519,6 +527,10 @@ static void run_step(struct inc *inc, const struct rb_step *st, size_t index)
     args = json_loads(st->args_json, 0, NULL);
     if (strcmp(st->name, "snapshot") == 0) {
         step_snapshot(c, args);
+    } else if (m->env.loop == NULL) {
+        step_finish(c, "skipped",
+                    "commands and diagnostics do not run "
+                    "under vigil test");
     } else if (strcmp(st->name, "exec") == 0) {
         const char *argv[64], *env[16];
         char envbuf[2048];
@@ -572,7 +584,7 @@ static int64_t save_action(struct inc *inc, const struct rb_action *a,
                                .command = a->args_json,
                                .result = result,
                                .reason = reason,
-                               .intent_ts = started ? started : clock_wall_ns(),
+                               .intent_ts = started ? started : inc_now(inc->m),
                                .started_ts = started,
                                .ended_ts = ended,
                                .exit_code = exit_code,
@@ -716,7 +728,7 @@ static void action_finish(struct inc_call *c, int result, const char *reason,
         rb_engine_runbook(inc->m->env.rules, inc->runbook);
     if (rb != NULL && c->index < rb->nactions) {
         save_action(inc, &rb->actions[c->index], c->action_id, "on", result,
-                    reason, output, exit_code, c->started, clock_wall_ns(),
+                    reason, output, exit_code, c->started, inc_now(inc->m),
                     NULL, NULL);
     }
     notify(inc->m, "action", inc->id, "%s %s%s%s", c->name, results[result],
@@ -832,7 +844,7 @@ static void on_intent_saved(void *arg, int status)
         return;
     }
     a = &rb->actions[c->index];
-    c->started = clock_wall_ns();
+    c->started = inc_now(inc->m);
     if (strcmp(a->kind, "exec") == 0) {
         const char *argv[64], *env[16];
         char envbuf[2048];
@@ -887,9 +899,9 @@ static void request_approval(struct inc *inc, const struct rb_runbook *rb,
     struct inc_await *w = calloc(1, sizeof(*w));
 
     if (w == NULL || inc->m->env.store == NULL) {
+        /* Without a store (vigil test) nobody can approve: say it waits. */
         free(w);
-        notify(inc->m, "action", inc->id,
-               "%s skipped: approval needs the store", a->name);
+        notify(inc->m, "action", inc->id, "%s awaiting approval", a->name);
         return;
     }
     w->m = inc->m;
@@ -930,7 +942,7 @@ static int consider_action(struct inc *inc, const struct rb_runbook *rb,
 {
     const struct rb_action *a = &rb->actions[index];
     int global = inc->m->env.mode;
-    int64_t now = clock_wall_ns();
+    int64_t now = inc_now(inc->m);
     char why[512];
     int rc;
 
@@ -1044,8 +1056,8 @@ static struct inc *inc_open(struct inc_mgr *m, const struct rule_event *ev,
         return NULL;
     }
     inc->m = m;
-    inc->id = m->env.store ? store_next_incident_id(m->env.store)
-                           : (m->incs ? m->incs->id + 1 : 1);
+    inc->id =
+        m->env.store ? store_next_incident_id(m->env.store) : ++m->next_id;
     snprintf(inc->key, sizeof(inc->key), "%s", key);
     snprintf(inc->rule, sizeof(inc->rule), "%s", ev->def->name);
     snprintf(inc->runbook, sizeof(inc->runbook), "%s", rb ? rb : "");
@@ -1096,6 +1108,7 @@ void inc_on_event(void *arg, const struct rule_event *ev, const char *file)
     if (m->stopping || (ev->flapping != 0 && ev->from == ev->to)) {
         return; /* stopping, or a flapping marker, not a change of state */
     }
+    m->vnow = ev->ts;
     reap_resolved(m);
     instance_key(ev, m->env.bus, key, sizeof(key));
     inc = find_open(m, key);
@@ -1188,7 +1201,7 @@ static void on_approved(void *arg, int64_t action_id)
                     NULL, NULL);
     } else {
         notify(m, "action", inc->id, "%s approved", rb->actions[w->index].name);
-        start_action(inc, rb, w->index, action_id, clock_wall_ns());
+        start_action(inc, rb, w->index, action_id, inc_now(m));
     }
     free(w);
 }
@@ -1269,7 +1282,7 @@ static void on_reconcile(uv_timer_t *t)
         if (inc->open && instance_ok(m, inc, &why)) {
             inc->open = 0;
             inc->state = RULE_OK;
-            inc->resolved = clock_wall_ns();
+            inc->resolved = inc_now(m);
             save_incident(inc);
             notify(m, "resolved", inc->id, "%s %s: %s", inc->rule, inc->series,
                    why);

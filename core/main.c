@@ -9,6 +9,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "err.h"
+#include "log.h"
 #include "paths.h"
 #include "bus.h"
 #include "plug.h"
@@ -412,6 +413,7 @@ int main(int argc, char **argv)
         char rules[PATH_MAX], scripts[PATH_MAX];
         const char *def[1] = {paths_data_dir("rules", rules, sizeof(rules))};
         paths_data_dir("scripts", scripts, sizeof(scripts));
+        log_set_level(VIGIL_LOG_WARN); /* the report is the output */
         if (argc > 2) {
             return rtest_run((const char *const *)argv + 2, (size_t)(argc - 2),
                              scripts, stdout);

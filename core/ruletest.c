@@ -14,6 +14,7 @@
 
 #include "bus.h"
 #include "config.h"
+#include "incident.h"
 #include "lua_host.h"
 #include "runbook.h"
 
@@ -47,6 +48,15 @@ struct rt_transition {
     int from, to;
 };
 
+/* What the incident manager did: an incident opened, escalated or
+ * resolved, or an action decided. */
+struct rt_incev {
+    int64_t ts;
+    char what[16];
+    char name[RULE_NAME_MAX]; /* rule, or action */
+    char result[32];          /* actions: "dry-run", "skipped", ... */
+};
+
 /* One running case. */
 struct rt_run {
     struct rt_file *file;
@@ -55,8 +65,12 @@ struct rt_run {
     struct rb_engine *engine;
     struct rt_transition *tr;
     int ntr;
+    struct inc_mgr *incidents;
+    struct rt_incev *iev;
+    int niev;
     FILE *out;
     int passed, failed;
+    int64_t now;
 };
 
 struct rt_input {
@@ -313,6 +327,30 @@ static void on_transition(void *arg, const struct rule_event *ev,
     t->to = ev->to;
 }
 
+static void on_incident(void *arg, const char *what, int64_t id,
+                        const char *detail)
+{
+    struct rt_run *r = arg;
+    struct rt_incev *e;
+    size_t n;
+
+    (void)id;
+    if (r->niev == RT_TRANSITIONS_MAX || strcmp(what, "step") == 0) {
+        return;
+    }
+    e = &r->iev[r->niev++];
+    e->ts = r->now;
+    snprintf(e->what, sizeof(e->what), "%s", what);
+    n = strcspn(detail, " ");
+    snprintf(e->name, sizeof(e->name), "%.*s", (int)n, detail);
+    detail += n + (detail[n] == ' ');
+    n = strcspn(detail, " :");
+    snprintf(e->result, sizeof(e->result), "%.*s", (int)n, detail);
+    if (strcmp(e->result, "awaiting") == 0) {
+        snprintf(e->result, sizeof(e->result), "awaiting approval");
+    }
+}
+
 /* Does the series carry every label of the table at idx? */
 static int labels_match(struct rt_run *r, lua_State *L, int idx,
                         vigil_series_id id)
@@ -514,6 +552,57 @@ static void check_transitions(struct rt_run *r, lua_State *L, int idx)
     r->passed++;
 }
 
+/* Compare the incident events (actions = 0: opened, escalated, resolved
+ * of rules) or the action decisions (actions = 1) with the list at idx:
+ * { at = "1m" (optional), rule = ..., event = ... } or
+ * { at = ..., action = ..., result = ... }. */
+static void check_incevs(struct rt_run *r, lua_State *L, int idx, int actions)
+{
+    const char *what = actions ? "actions" : "incidents";
+    const char *kname = actions ? "action" : "rule";
+    const char *kval = actions ? "result" : "event";
+    int n = (int)lua_rawlen(L, idx), k = 0;
+    char tb[32], tb2[32];
+
+    for (int i = 0; i < r->niev; i++) {
+        const struct rt_incev *e = &r->iev[i];
+        int is_action = strcmp(e->what, "action") == 0;
+        if (is_action != actions ||
+            (actions && (!strcmp(e->result, "started") ||
+                         !strcmp(e->result, "approved")))) {
+            continue;
+        }
+        const char *got = actions ? e->result : e->what;
+        if (++k > n) {
+            fail(r, "%s: unexpected #%d at %s: %s %s", what, k,
+                 fmt_time(e->ts, tb, sizeof(tb)), e->name, got);
+            return;
+        }
+        lua_rawgeti(L, idx, k);
+        int t = lua_gettop(L);
+        int64_t at = field_duration(r, L, t, "at", -2);
+        lua_getfield(L, t, kname);
+        lua_getfield(L, t, kval);
+        const char *wname = lua_tostring(L, -2), *wval = lua_tostring(L, -1);
+        int ok = wname && wval && !strcmp(wname, e->name) &&
+                 !strcmp(wval, got) && (at == -2 || at == e->ts);
+        if (!ok) {
+            fail(r, "%s[%d]: expected %s %s at %s, got %s %s at %s", what, k,
+                 wname ? wname : "?", wval ? wval : "?",
+                 at >= 0 ? fmt_time(at, tb, sizeof(tb)) : "any time", e->name,
+                 got, fmt_time(e->ts, tb2, sizeof(tb2)));
+            lua_settop(L, t - 1);
+            return;
+        }
+        lua_settop(L, t - 1);
+    }
+    if (k < n) {
+        fail(r, "%s: expected %d, got %d", what, n, k);
+        return;
+    }
+    r->passed++;
+}
+
 struct rt_expect {
     int64_t at;
     int index; /* in the expect list */
@@ -561,6 +650,7 @@ static void simulate(struct rt_run *r, lua_State *L, int idx,
     int eidx = lua_gettop(L);
     qsort(ex, (size_t)nex, sizeof(*ex), cmp_expect);
     for (int64_t t = 0; t <= end; t += tick) {
+        r->now = t;
         if (t % interval == 0) {
             int64_t k = t / interval;
             for (int i = 0; i < nin; i++) {
@@ -569,6 +659,7 @@ static void simulate(struct rt_run *r, lua_State *L, int idx,
                 }
             }
         }
+        r->now = t;
         rb_engine_tick(r->engine, t);
         while (next_ex < nex && ex[next_ex].at <= t) {
             lua_rawgeti(L, eidx, ex[next_ex].index);
@@ -603,6 +694,15 @@ static void run_case(struct rt_file *f, struct rt_case *c,
         goto out;
     }
     rb_engine_observe(r.engine, on_transition, &r);
+    struct inc_env ienv = {
+        .bus = r.bus, .rules = r.engine, .mode = INC_MODE_DRY_RUN};
+    r.iev = calloc(RT_TRANSITIONS_MAX, sizeof(*r.iev));
+    if (r.iev == NULL || inc_create(&ienv, &r.incidents) != 0) {
+        fail(&r, "out of memory");
+        goto out;
+    }
+    inc_observe(r.incidents, on_incident, &r);
+    rb_engine_observe(r.engine, inc_on_event, r.incidents);
     rb_engine_load_files(r.engine, (const char *const *)f->runbooks,
                          (size_t)f->nrunbooks, diag);
     for (unsigned i = 0; i < diag->n && i < CFG_DIAG_MAX; i++) {
@@ -626,14 +726,24 @@ static void run_case(struct rt_file *f, struct rt_case *c,
         check_transitions(&r, L, lua_gettop(L));
     }
     lua_pop(L, 1);
+    if (lua_getfield(L, idx, "incidents") == LUA_TTABLE) {
+        check_incevs(&r, L, lua_gettop(L), 0);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "actions") == LUA_TTABLE) {
+        check_incevs(&r, L, lua_gettop(L), 1);
+    }
+    lua_pop(L, 1);
 out:
     lua_settop(L, idx - 1);
     for (int i = 0; i < nin; i++) {
         free(in[i].values);
     }
+    inc_destroy(r.incidents);
     rb_engine_destroy(r.engine);
     bus_destroy(r.bus);
     free(r.tr);
+    free(r.iev);
     free(diag);
     *passed += r.passed;
     *failed += r.failed;
