@@ -88,6 +88,7 @@ struct store_conf {
     int64_t raw_ms;
     int64_t rollup_ms;
     int64_t flush_ms;
+    int64_t buffer;
 };
 
 #define SOFF(f) offsetof(struct store_conf, f)
@@ -102,6 +103,9 @@ static const struct vigil_option store_options[] = {
      "how long 1-minute min/avg/max roll-ups are kept", 0, NULL},
     {"flush", VIGIL_OPT_DURATION, "1s", SOFF(flush_ms),
      "how often queued writes are committed", 0, NULL},
+    {"buffer", VIGIL_OPT_INT, "8192", SOFF(buffer),
+     "samples held between two flushes; more are counted as dropped", 0,
+     NULL},
     {NULL, 0, NULL, 0, NULL, 0, NULL},
 };
 #undef SOFF
@@ -235,6 +239,7 @@ static int incidents_setup(struct daemon *d, struct cfg_diag *diag)
         .raw_retention_ns = d->sconf.raw_ms * 1000000,
         .rollup_retention_ns = d->sconf.rollup_ms * 1000000,
         .flush_interval_ms = d->sconf.flush_ms,
+        .sample_buffer = (uint32_t)d->sconf.buffer,
     };
     struct vigil_err err = {0};
 

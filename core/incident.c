@@ -11,7 +11,6 @@
 #include "config.h"
 #include "exec.h"
 #include "log.h"
-#include "webhook.h"
 
 #define INC_OUTPUT_DEFAULT (64 * 1024)
 #define INC_KEY_MAX 640
@@ -97,7 +96,6 @@ struct inc_await {
 
 struct inc_mgr {
     struct inc_env env;
-    struct hook_mgr *hooks;
     struct inc_await *awaits;
     struct inc *incs;
     struct inc_call *calls;
@@ -753,66 +751,45 @@ static void on_action_exec(void *arg, const struct exec_result *r)
 static void on_action_reply(void *arg, int status, const char *json)
 {
     struct inc_call *c = arg;
-
-    action_finish(c, status == 0 ? STORE_ACT_OK : STORE_ACT_FAILED,
-                  status == 0 ? NULL : vigil_strerror(status), json, status);
-    call_unref(c);
-}
-
-static void on_action_hook(void *arg, const struct hook_result *r)
-{
-    struct inc_call *c = arg;
+    json_t *o = json ? json_loads(json, 0, NULL) : NULL;
+    const char *error = json_string_value(json_object_get(o, "error"));
+    json_t *attempts = json_object_get(o, "attempts");
     char why[320];
 
-    if (!r->ok) {
-        snprintf(why, sizeof(why), "%s (%u attempts)", r->error, r->attempts);
+    /* A plugin says why in its reply; fall back on the code. */
+    if (error != NULL && json_is_integer(attempts)) {
+        snprintf(why, sizeof(why), "%s (%lld attempts)", error,
+                 (long long)json_integer_value(attempts));
+    } else {
+        snprintf(why, sizeof(why), "%s",
+                 error ? error : vigil_strerror(status));
     }
-    action_finish(c, r->ok ? STORE_ACT_OK : STORE_ACT_FAILED,
-                  r->ok ? NULL : why, r->body, (int)r->http_status);
+    action_finish(c, status == 0 ? STORE_ACT_OK : STORE_ACT_FAILED,
+                  status == 0 ? NULL : why, json, status);
+    json_decref(o);
     call_unref(c);
 }
 
-/* POST the incident and the action's name to the webhook's URL. */
-static void start_webhook(struct inc_call *c, struct inc *inc,
-                          const struct rb_action *a)
+/* The webhook plugin's arguments: the action's url, headers and retries,
+ * and the incident as the body. Caller frees. */
+static char *webhook_args(const struct inc *inc, const struct rb_action *a)
 {
     json_t *args = json_loads(a->args_json, 0, NULL);
-    const char *url = json_string_value(json_object_get(args, "url"));
-    json_t *hdrs = json_object_get(args, "headers");
-    json_t *retries = json_object_get(args, "retries");
-    const char *headers[17];
-    size_t i, n = 0;
-    json_t *v;
     char *ij = incident_json(inc);
-    json_t *body = json_pack("{s:s,s:s,s:o?}", "action", a->name, "vigil",
-                             VIGIL_WEBHOOK_SCHEMA, "incident",
-                             ij ? json_loads(ij, 0, NULL) : NULL);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_t *body =
+        json_pack("{s:s,s:s,s:o?}", "vigil", VIGIL_WEBHOOK_SCHEMA, "action",
+                  a->name, "incident", ij ? json_loads(ij, 0, NULL) : NULL);
+    char *text = NULL;
 
-    json_array_foreach(hdrs, i, v)
-    {
-        if (json_is_string(v) && n < 16) {
-            headers[n++] = json_string_value(v);
-        }
+    if (args != NULL && body != NULL &&
+        json_object_set_new(args, "body", body) == 0) {
+        body = NULL;
+        text = json_dumps(args, JSON_COMPACT);
     }
-    headers[n] = NULL;
-    c->refs++;
-    if (inc->m->hooks == NULL || url == NULL || text == NULL ||
-        hook_post(inc->m->hooks, url, text, headers, a->timeout_ns / 1000000,
-                  json_is_integer(retries)
-                      ? (unsigned)json_integer_value(retries)
-                      : 3,
-                  on_action_hook, c) != 0) {
-        c->refs--;
-        action_finish(c, STORE_ACT_FAILED, "the webhook could not be sent",
-                      NULL, -1);
-    } else {
-        notify(inc->m, "action", inc->id, "%s started", a->name);
-    }
-    free(text);
-    free(ij);
     json_decref(body);
     json_decref(args);
+    free(ij);
+    return text;
 }
 
 static void on_action_timeout(uv_timer_t *t)
@@ -863,19 +840,24 @@ static void on_intent_saved(void *arg, int status)
         json_decref(args);
         return;
     }
-    if (strcmp(a->kind, "webhook") == 0) {
-        start_webhook(c, inc, a);
-        return;
-    }
+    /* A webhook is the webhook plugin's action, with the incident as its
+     * body: the core itself loads no HTTP library. */
+    int hook = strcmp(a->kind, "webhook") == 0;
+    const char *name = hook ? "webhook.post" : a->kind;
     if (inc->m->env.plugs == NULL ||
-        plug_find_diag(inc->m->env.plugs, a->kind) == NULL) {
-        action_finish(c, STORE_ACT_FAILED, "no plugin provides this action",
+        plug_find_diag(inc->m->env.plugs, name) == NULL) {
+        action_finish(c, STORE_ACT_FAILED,
+                      hook ? "webhooks need [plugin webhook] in the config"
+                           : "no plugin provides this action",
                       NULL, -1);
         return;
     }
+    char *args = hook ? webhook_args(inc, a) : NULL;
     call_timer(c, a->timeout_ns, on_action_timeout);
     c->refs++;
-    plug_diag_run(inc->m->env.plugs, a->kind, a->args_json, on_action_reply, c);
+    plug_diag_run(inc->m->env.plugs, name, hook ? args : a->args_json,
+                  on_action_reply, c);
+    free(args);
 }
 
 /* The waiting row is committed: now `vigil incidents approve` finds it,
@@ -1309,10 +1291,6 @@ int inc_create(const struct inc_env *env, struct inc_mgr **out)
         store_list_incidents(m->env.store, 1, 10000, on_stored_open, m);
         store_on_approval(m->env.store, on_approved, m);
     }
-    if (m->env.loop != NULL && hook_create(m->env.loop, &m->hooks) != 0) {
-        log_error("incident", "libcurl could not start: webhook actions "
-                              "will fail");
-    }
     if (m->env.loop != NULL) {
         uv_timer_init(m->env.loop, &m->reconcile);
         m->reconcile.data = m;
@@ -1350,8 +1328,6 @@ void inc_stop(struct inc_mgr *m)
         m->timer_open = 0;
         uv_close((uv_handle_t *)&m->reconcile, NULL);
     }
-    hook_close(m->hooks); /* running webhooks report "vigil is stopping" */
-    m->hooks = NULL;
     for (struct inc_call *c = m->calls; c != NULL; c = c->next) {
         exec_cancel(c->job);
         if (c->timer_open) {

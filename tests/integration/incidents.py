@@ -22,7 +22,8 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
-from vigiltest import TEST_PLUGINS, VIGIL, Daemon, check, summary, write  # noqa
+from vigiltest import (PLUGINS, TEST_PLUGINS, VIGIL, Daemon, check,  # noqa
+                       summary, write)
 
 RUNBOOK = r"""
 local vigil = require "vigil"
@@ -119,6 +120,7 @@ def setup(d, runbook):
     os.makedirs(rules, exist_ok=True)
     for name in ("hello", "good"):
         shutil.copy(os.path.join(TEST_PLUGINS, name + ".so"), pdir)
+    shutil.copy(os.path.join(PLUGINS, "webhook.so"), pdir)
     script = write(d, "fix.sh", "#!/bin/sh\n"
                    'echo "$VIGIL_INCIDENT_ID $VIGIL_RULE $VIGIL_STATE '
                    '$VIGIL_ACTION $VIGIL_MODE" > "$1"\n')
@@ -148,6 +150,8 @@ def setup(d, runbook):
         "[plugin good a]",
         "target = t",
         "interval = 1h",
+        "[plugin webhook]",
+        "timeout = 2s",
         "",
     ]))
     return conf, watched

@@ -1,5 +1,5 @@
 /*
- * webhook - POST a JSON document to a URL, for the `webhook` action, with
+ * webhook - POST a JSON document to a URL, for runbooks' webhook actions, with
  * libcurl on the loop (plugins/common/curl_uv.c): never blocks, retries
  * transport errors and 5xx answers with backoff (1 s, 2 s, 4 s...), and
  * reports once, after the last try. TLS is verified.

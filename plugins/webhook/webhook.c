@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "curl_uv.h"
-#include "err.h"
+#include <vigil/plugin.h>
 
 #define HOOK_BODY_MAX 4096
 #define HOOK_HEADERS_MAX 16
