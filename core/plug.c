@@ -278,7 +278,9 @@ static void host_publish(vigil_instance *inst, vigil_series_id id,
                          int64_t ts_ns, double value)
 {
     if (ts_ns == 0) {
-        ts_ns = inst->in_collect ? inst->collect_ts : clock_wall_ns();
+        /* Inside a collection, sync or pending, samples carry its time. */
+        ts_ns = inst->in_collect || inst->pending ? inst->collect_ts
+                                                  : clock_wall_ns();
     }
     bus_publish(inst->set->env.bus, id, ts_ns, value);
 }
