@@ -104,8 +104,7 @@ static const struct vigil_option store_options[] = {
     {"flush", VIGIL_OPT_DURATION, "1s", SOFF(flush_ms),
      "how often queued writes are committed", 0, NULL},
     {"buffer", VIGIL_OPT_INT, "8192", SOFF(buffer),
-     "samples held between two flushes; more are counted as dropped", 0,
-     NULL},
+     "samples held between two flushes; more are counted as dropped", 0, NULL},
     {NULL, 0, NULL, 0, NULL, 0, NULL},
 };
 #undef SOFF
