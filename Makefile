@@ -18,7 +18,8 @@ DEPS := build-essential cmake pkg-config clang clang-format \
         libclang-rt-14-dev \
         libuv1-dev libinih-dev liblua5.4-dev libsqlite3-dev libjansson-dev \
         libcmocka-dev python3 \
-        libcurl4-openssl-dev python3-prometheus-client
+        libcurl4-openssl-dev python3-prometheus-client \
+        libpq-dev postgresql postgresql-contrib
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'

@@ -17,6 +17,17 @@
  * vigil.loop.lag_ms is: a repeating timer compares when it fires with when
  * it was due. Run without the store, then with it.
  *
+ * PostgreSQL: with VIGIL_BENCH_PG set to a connection URI, the same two
+ * runs go to that server too, under a host of their own ("bench-PID"),
+ * whose rows are deleted at the end. A throwaway server for it:
+ *
+ *     tests/pg/start.sh /tmp/bench-pg       # prints where it listens
+ *     VIGIL_BENCH_PG=$(cat /tmp/bench-pg/uri) build/bench_store
+ *     tests/pg/stop.sh /tmp/bench-pg
+ *
+ * (start.sh leaves fsync on unless VIGIL_PG_OPTS="-c fsync=off" says
+ * otherwise: the figures are those of a durable server.)
+ *
  * Usage: bench_store [series [samples-per-series [lag-seconds [dir]]]]
  *        (default 1000 2000 5, a temporary directory under $TMPDIR or
  *        /tmp; the database is deleted at the end)
@@ -27,6 +38,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <uv.h>
 
 #include "bus.h"
@@ -183,12 +195,12 @@ static double bare_publish_ns(struct bench *b)
     return (double)ns / (double)b->total;
 }
 
-static int run_throughput(const char *path, uint32_t nseries,
+static int run_throughput(const char *path, const char *host, uint32_t nseries,
                           uint64_t per_series)
 {
     struct store_opts o = {
         .path = path,
-        .host = "bench",
+        .host = host,
         .flush_interval_ms = BENCH_FLUSH_MS,
         .sample_buffer = BENCH_BUFFER,
     };
@@ -282,10 +294,10 @@ static double lag_quantile(const struct bench *b, double q)
     return n == 0 ? 0.0 : b->lags[(uint64_t)(q * (double)(n - 1))];
 }
 
-static int run_lag(const char *path, uint32_t nseries, int seconds,
-                   int with_store)
+static int run_lag(const char *path, const char *host, uint32_t nseries,
+                   int seconds, int with_store)
 {
-    struct store_opts o = {.path = path, .host = "bench"};
+    struct store_opts o = {.path = path, .host = host};
     struct bench b = {
         .nseries = nseries, .with_store = with_store, .ts_step = 1000};
     struct store_stats s = {0};
@@ -324,6 +336,57 @@ static int run_lag(const char *path, uint32_t nseries, int seconds,
     return 0;
 }
 
+/* Delete what the PostgreSQL runs wrote (their host's rows). */
+static void pg_cleanup(const char *uri, const char *host)
+{
+    static const char *const sql[] = {
+        "DELETE FROM samples WHERE series_id IN"
+        " (SELECT id FROM series WHERE host = $1)",
+        "DELETE FROM rollup_1m WHERE series_id IN"
+        " (SELECT id FROM series WHERE host = $1)",
+        "DELETE FROM series WHERE host = $1",
+        "DELETE FROM meta WHERE key = 'rollup_mark/' || $1::text",
+    };
+    PGconn *c = PQconnectdb(uri);
+
+    for (size_t i = 0;
+         PQstatus(c) == CONNECTION_OK && i < sizeof(sql) / sizeof(sql[0]);
+         i++) {
+        const char *v[1] = {host};
+
+        PQclear(PQexecParams(c, sql[i], 1, NULL, v, NULL, NULL, 0));
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "bench_store: cleaning up: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+}
+
+/* The same runs on PostgreSQL. */
+static int run_pg(const char *uri, uint32_t nseries, uint64_t per,
+                  unsigned long long secs)
+{
+    char host[64];
+    int rc = 0;
+
+    snprintf(host, sizeof(host), "bench-%ld", (long)getpid());
+    printf("\nPostgreSQL (VIGIL_BENCH_PG), host %s:\n", host);
+    if (run_throughput(uri, host, nseries, per) != 0) {
+        rc = 1;
+    }
+    pg_cleanup(uri, host);
+    printf("\nloop lag at %d samples/s over %u series, %llu s, PostgreSQL, "
+           "store defaults (flush every 1 s):\n",
+           LAG_RATE, nseries, secs);
+    printf("  %-10s %8s %8s %8s %8s %10s %9s %9s\n", "", "mean ms", "p50 ms",
+           "p99 ms", "max ms", "published", "written", "flush ms");
+    if (run_lag(uri, host, nseries, (int)secs, 1) != 0) {
+        rc = 1;
+    }
+    pg_cleanup(uri, host);
+    return rc;
+}
+
 static int parse_u(const char *text, unsigned long long min,
                    unsigned long long *out)
 {
@@ -345,6 +408,7 @@ int main(int argc, char **argv)
     unsigned long long nseries = 1000, per = 2000, secs = 5;
     char dir[512], path[600];
     const char *tmp = getenv("TMPDIR");
+    const char *pg = getenv("VIGIL_BENCH_PG");
     int rc = 0;
 
     if (argc > 5 || (argc > 1 && parse_u(argv[1], 1, &nseries) != 0) ||
@@ -368,7 +432,7 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/bench.db", dir);
     remove_db(path);
     printf("database: %s (WAL, synchronous=NORMAL)\n", path);
-    if (run_throughput(path, (uint32_t)nseries, per) != 0) {
+    if (run_throughput(path, "bench", (uint32_t)nseries, per) != 0) {
         rc = 1;
     }
     remove_db(path);
@@ -377,13 +441,17 @@ int main(int argc, char **argv)
            LAG_RATE, nseries, secs, LAG_INTERVAL_MS);
     printf("  %-10s %8s %8s %8s %8s %10s %9s %9s\n", "", "mean ms", "p50 ms",
            "p99 ms", "max ms", "published", "written", "flush ms");
-    if (run_lag(path, (uint32_t)nseries, (int)secs, 0) != 0 ||
-        run_lag(path, (uint32_t)nseries, (int)secs, 1) != 0) {
+    if (run_lag(path, "bench", (uint32_t)nseries, (int)secs, 0) != 0 ||
+        run_lag(path, "bench", (uint32_t)nseries, (int)secs, 1) != 0) {
         rc = 1;
     }
     remove_db(path);
     if (argc <= 4) {
         rmdir(dir);
+    }
+    if (pg != NULL && pg[0] != '\0' &&
+        run_pg(pg, (uint32_t)nseries, per, secs) != 0) {
+        rc = 1;
     }
     return rc;
 }

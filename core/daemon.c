@@ -94,7 +94,9 @@ struct store_conf {
 #define SOFF(f) offsetof(struct store_conf, f)
 static const struct vigil_option store_options[] = {
     {"path", VIGIL_OPT_STRING, "vigil.db", SOFF(path),
-     "SQLite file, relative to this config's directory", 0, NULL},
+     "SQLite file relative to this config's directory, or a "
+     "postgresql:// URI shared by several agents",
+     VIGIL_OPT_SECRET, NULL},
     {"keep", VIGIL_OPT_STRING, "*", SOFF(keep),
      "selector of the series whose history is kept", 0, NULL},
     {"retention", VIGIL_OPT_DURATION, "2d", SOFF(raw_ms),
@@ -234,7 +236,9 @@ static int rules_setup(struct daemon *d, uv_loop_t *loop, struct cfg_diag *diag)
 static int incidents_setup(struct daemon *d, struct cfg_diag *diag)
 {
     struct store_opts so = {
-        .path = cfg_resolve_path(d->cfg, d->sconf.path),
+        .path = store_is_remote(d->sconf.path)
+                    ? d->sconf.path
+                    : cfg_resolve_path(d->cfg, d->sconf.path),
         .raw_retention_ns = d->sconf.raw_ms * 1000000,
         .rollup_retention_ns = d->sconf.rollup_ms * 1000000,
         .flush_interval_ms = d->sconf.flush_ms,
@@ -764,7 +768,10 @@ int daemon_store_path(const struct daemon_opts *o, char *buf, size_t size)
     cfg_diag_init(diag);
     load_config(o, &d, diag);
     if (diag->n == 0) {
-        snprintf(buf, size, "%s", cfg_resolve_path(d.cfg, d.sconf.path));
+        snprintf(buf, size, "%s",
+                 store_is_remote(d.sconf.path)
+                     ? d.sconf.path
+                     : cfg_resolve_path(d.cfg, d.sconf.path));
         rc = 0;
     } else {
         report_diag(diag);

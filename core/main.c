@@ -256,7 +256,7 @@ static int open_store(struct tool_opts *t, struct store **s)
     if (rc != 0) {
         return rc;
     }
-    if (access(path, F_OK) != 0) {
+    if (!store_is_remote(path) && access(path, F_OK) != 0) {
         fprintf(stderr, "vigil: %s: no store yet (vigil run creates it)\n",
                 path);
         return 1;

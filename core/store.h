@@ -2,10 +2,11 @@
  * store - what vigil keeps: sample history with roll-ups and retention, and
  * incidents with their transitions, evidence and actions.
  *
- * The embedded back end is SQLite (WAL, prepared statements, one
- * transaction per flush). The same interface is meant to run on PostgreSQL
- * for fleets (rows tagged with their host); that back end is not built
- * yet, and a `postgresql://` path is refused with a clear error.
+ * Two back ends with the same schema and behaviour (store_be.h): SQLite,
+ * the embedded default (WAL, prepared statements, one transaction per
+ * flush), and PostgreSQL for fleets, chosen by a `postgresql://` or
+ * `postgres://` URI as the path: every row is tagged with its host, so
+ * several agents share one database (docs/store.md).
  *
  * Two ways to use it:
  *
@@ -28,17 +29,18 @@
  * The schema is versioned; store_open() applies missing migrations in one
  * transaction. Times are wall-clock ns; text is UTF-8.
  *
- * When the disk fails (full, unwritable, locked), the daemon goes on: the
- * failed flush is rolled back and logged (at most a line a minute), its
- * samples are lost (counted in samples_lost), its records stay queued, in
- * their order and ahead of newer ones, and are written by the next flush
- * that succeeds. Action callbacks run once: with the error if their flush
- * failed (the row is still written later); the caller should then put the
- * action's outcome (say SKIPPED, "store unavailable") rather than run it.
- * Records the database refuses for their values alone are dropped, their
- * callback gets VIGIL_EINVAL, and the rest of the flush is written. The
- * record queue is bounded (100,000 records, 64 MiB): beyond it, puts return
- * VIGIL_ELIMIT.
+ * When the disk or the server fails (full, unwritable, locked; server
+ * down, connection lost), the daemon goes on: the failed flush is rolled
+ * back and logged (at most a line a minute), its samples are lost
+ * (counted in samples_lost), its records stay queued, in their order and
+ * ahead of newer ones, and are written by the next flush that succeeds
+ * (the PostgreSQL back end reconnects first). Action callbacks run once:
+ * with the error if their flush failed (the row is still written later);
+ * the caller should then put the action's outcome (say SKIPPED, "store
+ * unavailable") rather than run it. Records the database refuses for
+ * their values alone are dropped, their callback gets VIGIL_EINVAL, and
+ * the rest of the flush is written. The record queue is bounded (100,000
+ * records, 64 MiB): beyond it, puts return VIGIL_ELIMIT.
  *
  * Threads: every function is called on the loop thread (daemon) or the
  * caller's thread (tools). Daemon mode uses two connections: the writer,
@@ -58,7 +60,7 @@
 struct store;
 
 struct store_opts {
-    const char *path;            /* SQLite file; "postgresql://..." later */
+    const char *path;            /* SQLite file, or "postgresql://..." */
     const char *host;            /* tag for every row; NULL = gethostname */
     int64_t raw_retention_ns;    /* raw samples kept; 0 = 2 days */
     int64_t rollup_retention_ns; /* 1-minute min/avg/max kept; 0 = 90 d */
@@ -69,13 +71,24 @@ struct store_opts {
 /* Open (creating the file and schema as needed). loop NULL: synchronous
  * mode for tools. Errors say what and where ("vigil.db: unable to open
  * database file"); a database from a newer vigil (VIGIL_ESTATE) or from
- * another program (VIGIL_EINVAL) is refused. In daemon mode, actions left
- * PENDING are marked INTERRUPTED here (never in tool mode: a tool may open
- * the database while the daemon runs actions). Zero options take the
- * defaults; sample_buffer is at most 16,777,216 and two such buffers are
- * allocated (24 bytes a sample). Returns 0 or a VIGIL_E* code. */
+ * another program (VIGIL_EINVAL) is refused. A PostgreSQL server that
+ * cannot be reached fails the open too (VIGIL_EIO, naming the server,
+ * never the password): the next ids come from the stored rows. Messages
+ * name a PostgreSQL database as postgresql://user@host:port/db.
+ *
+ * In daemon mode, actions left PENDING are marked INTERRUPTED here (never
+ * in tool mode: a tool may open the database while the daemon runs
+ * actions). Zero options take the defaults; sample_buffer is at most
+ * 16,777,216 and two such buffers are allocated (24 bytes a sample).
+ * Returns 0 or a VIGIL_E* code. */
 int store_open(const struct store_opts *opts, uv_loop_t *loop,
                struct store **out, struct vigil_err *err);
+
+/* Whether path names a PostgreSQL database (a postgresql:// or
+ * postgres:// URI, also behind a directory that a config resolved it
+ * against: "/etc/vigil/postgresql://...") rather than an SQLite file, so
+ * that callers do not treat it as a file. Does not fail. */
+int store_is_remote(const char *path);
 
 /* Flush what is queued (synchronously: only at shutdown, after the loop's
  * work is done), stop timers, close. Accepts NULL. In daemon mode the

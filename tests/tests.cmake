@@ -76,3 +76,23 @@ endfunction()
 
 vigil_fuzzer(config)
 vigil_fuzzer(selector)
+
+# The store's suite again on PostgreSQL (test_store with VIGIL_TEST_PG), on a
+# throwaway server that the "pg" fixture starts in the build tree on a free
+# port and stops afterwards (tests/pg/start.sh, stop.sh). Needs the
+# PostgreSQL 15 server binaries (make deps); start.sh fails loudly without
+# them. `ctest -LE pg` leaves it out.
+set(VIGIL_PG_STATE ${CMAKE_BINARY_DIR}/pg-test)
+add_test(NAME pg_start
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/pg/start.sh ${VIGIL_PG_STATE})
+set_tests_properties(pg_start PROPERTIES FIXTURES_SETUP pg LABELS "unit;pg"
+    TIMEOUT 120 ENVIRONMENT "VIGIL_PG_OPTS=-c fsync=off")
+add_test(NAME pg_stop
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/pg/stop.sh ${VIGIL_PG_STATE})
+set_tests_properties(pg_stop PROPERTIES FIXTURES_CLEANUP pg LABELS "unit;pg"
+    TIMEOUT 60)
+add_test(NAME unit_test_store_pg
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/pg/run.sh ${VIGIL_PG_STATE}
+                 $<TARGET_FILE:test_store>)
+set_tests_properties(unit_test_store_pg PROPERTIES FIXTURES_REQUIRED pg
+    LABELS "unit;pg" TIMEOUT 300)

@@ -1,9 +1,15 @@
 /* Tests for store: tool-mode round trips of every record and read, the
  * daemon path on a real loop and bus (history, roll-ups and retention,
  * action callbacks after the commit, failing flushes, a full buffer),
- * interrupted actions, migrations and refusals.
+ * interrupted actions, migrations and refusals, rows of two hosts in one
+ * database.
  *
- * The test opens its own SQLite connection to look at the file from the
+ * Both back ends run the same tests: SQLite always, PostgreSQL when
+ * VIGIL_TEST_PG holds a server's URI (ctest's unit_test_store_pg starts a
+ * server for it, tests/pg/start.sh). Each PostgreSQL test gets a database
+ * of its own, created from that URI and dropped afterwards.
+ *
+ * The test opens its own connection to look at the database from the
  * outside (schema version, labels, injected failures): it tests the
  * store, so it may know the schema. */
 #include <stdarg.h>
@@ -13,12 +19,14 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <sys/wait.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -30,9 +38,13 @@
 #define MIN_NS (60 * S_NS)
 #define WAIT_NS (20 * S_NS)
 
+/* The PostgreSQL server (VIGIL_TEST_PG), or NULL: SQLite. */
+static const char *pg_base;
+
 struct fx {
     char dir[64];
-    char path[128];
+    char path[512];
+    char pgdb[64]; /* this test's database */
     uv_loop_t loop;
     struct bus *bus;
     struct store *st;
@@ -44,14 +56,58 @@ struct fx {
     void *data;
 };
 
+/* Run one command on the server's administration database. */
+static void pg_admin(const char *sql)
+{
+    ExecStatusType st;
+    PGconn *c = PQconnectdb(pg_base);
+    PGresult *r;
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        fail_msg("%s: %s", pg_base, PQerrorMessage(c));
+    }
+    r = PQexec(c, sql);
+    st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    }
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* pg_base with another database: postgresql://user@host:port/DB?... */
+static void pg_uri(char *out, size_t size, const char *db)
+{
+    const char *p = strstr(pg_base, "://");
+    const char *slash, *query;
+
+    assert_non_null(p);
+    slash = strchr(p + 3, '/');
+    query = strchr(p + 3, '?');
+    if (slash == NULL || (query != NULL && query < slash)) {
+        slash = query != NULL ? query : pg_base + strlen(pg_base);
+    }
+    snprintf(out, size, "%.*s/%s%s", (int)(slash - pg_base), pg_base, db,
+             query != NULL ? query : "");
+}
+
 static int setup(void **state)
 {
+    static int n;
     struct fx *f = calloc(1, sizeof(*f));
+    char sql[128];
 
     assert_non_null(f);
     snprintf(f->dir, sizeof(f->dir), "/tmp/vigil-store-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof(f->path), "%s/vigil.db", f->dir);
+    if (pg_base != NULL) {
+        snprintf(f->pgdb, sizeof(f->pgdb), "vigil_test_%d_%d", (int)getpid(),
+                 ++n);
+        snprintf(sql, sizeof(sql), "CREATE DATABASE %s", f->pgdb);
+        pg_admin(sql);
+        pg_uri(f->path, sizeof(f->path), f->pgdb);
+    }
     *state = f;
     return 0;
 }
@@ -73,17 +129,44 @@ static int teardown(void **state)
         closedir(d);
     }
     rmdir(f->dir);
+    if (f->pgdb[0] != '\0') {
+        char sql[128];
+
+        snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", f->pgdb);
+        pg_admin(sql);
+    }
     free(f);
     return 0;
 }
 
 /* ------------------------------------------------- looking from outside */
 
-static void sql_exec(const char *path, const char *sql)
+/* A query on this test's PostgreSQL database; the caller clears. */
+static PGresult *pg_query(struct fx *f, const char *sql, ExecStatusType want)
+{
+    PGconn *c = PQconnectdb(f->path);
+    PGresult *r;
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        fail_msg("%s: %s", f->pgdb, PQerrorMessage(c));
+    }
+    r = PQexec(c, sql);
+    if (PQresultStatus(r) != want) {
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return r;
+}
+
+static void sql_exec(struct fx *f, const char *sql)
 {
     sqlite3 *db;
 
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (pg_base != NULL) {
+        PQclear(pg_query(f, sql, PGRES_COMMAND_OK));
+        return;
+    }
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
         fail_msg("%s: %s", sql, sqlite3_errmsg(db));
@@ -91,35 +174,42 @@ static void sql_exec(const char *path, const char *sql)
     sqlite3_close(db);
 }
 
-static int64_t sql_int(const char *path, const char *sql)
-{
-    sqlite3 *db;
-    sqlite3_stmt *st;
-    int64_t v = -1;
-
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
-static void sql_text(const char *path, const char *sql, char *out, size_t size)
+static void sql_text(struct fx *f, const char *sql, char *out, size_t size)
 {
     sqlite3 *db;
     sqlite3_stmt *st;
 
     out[0] = '\0';
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    if (pg_base != NULL) {
+        PGresult *r = pg_query(f, sql, PGRES_TUPLES_OK);
+
+        if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
+            snprintf(out, size, "%s", PQgetvalue(r, 0, 0));
+        }
+        PQclear(r);
+        return;
+    }
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
         snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
     }
     sqlite3_finalize(st);
     sqlite3_close(db);
+}
+
+static int64_t sql_int(struct fx *f, const char *sql)
+{
+    char text[64];
+
+    sql_text(f, sql, text, sizeof(text));
+    return text[0] != '\0' ? strtoll(text, NULL, 10) : -1;
+}
+
+/* One statement or the other, by back end. */
+static const char *by_be(const char *sqlite, const char *pg)
+{
+    return pg_base != NULL ? pg : sqlite;
 }
 
 /* ----------------------------------------------------------- the loop */
@@ -472,9 +562,8 @@ static void test_tool_round_trip(void **state)
     assert_int_equal(store_next_incident_id(st), id2 + 1);
     assert_int_equal(store_next_action_id(st), a.id + 1);
     store_close(st);
-    assert_int_equal(sql_int(f->path,
-                             "SELECT count(*) FROM incidents WHERE host = "
-                             "'testhost'"),
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM incidents WHERE host = "
+                                "'testhost'"),
                      2);
     free(s);
 }
@@ -488,9 +577,15 @@ static void test_tool_refused_record(void **state)
     struct seen s = {0};
 
     store_close(st);
-    sql_exec(f->path, "CREATE TRIGGER no13 BEFORE INSERT ON evidence "
+    sql_exec(f, by_be("CREATE TRIGGER no13 BEFORE INSERT ON evidence "
                       "WHEN NEW.step = 13 BEGIN SELECT RAISE(ABORT, 'no "
-                      "thirteen'); END");
+                      "thirteen'); END",
+                      "CREATE FUNCTION no13() RETURNS trigger AS $$ BEGIN"
+                      " IF NEW.step = 13 THEN RAISE EXCEPTION 'no thirteen'"
+                      " USING ERRCODE = 'check_violation'; END IF;"
+                      " RETURN NEW; END $$ LANGUAGE plpgsql;"
+                      "CREATE TRIGGER no13 BEFORE INSERT ON evidence"
+                      " FOR EACH ROW EXECUTE FUNCTION no13()"));
     st = tool_open(f);
     struct store_incident inc = {
         .id = 1, .rule = "r", .series = "", .title = "t", .open = 1};
@@ -575,11 +670,13 @@ static void test_daemon_history(void **state)
     assert_int_equal(s->n_samples, 100);
     assert_true(s->sample_v[99] == -99);
     store_close(st);
-    sql_text(f->path, "SELECT labels FROM series WHERE name = 't.lat_ms'",
-             labels, sizeof(labels));
+    sql_text(f, "SELECT labels FROM series WHERE name = 't.lat_ms'", labels,
+             sizeof(labels));
     assert_string_equal(labels, "{\"k\":\"x\\\"y\"}");
-    sql_text(f->path, "PRAGMA journal_mode", labels, sizeof(labels));
-    assert_string_equal(labels, "wal");
+    if (pg_base == NULL) {
+        sql_text(f, "PRAGMA journal_mode", labels, sizeof(labels));
+        assert_string_equal(labels, "wal");
+    }
     free(s);
 }
 
@@ -807,9 +904,14 @@ static void test_failing_flush(void **state)
     struct store *st = tool_open(f);
 
     store_close(st);
-    sql_exec(f->path, "CREATE TRIGGER full BEFORE INSERT ON samples "
+    sql_exec(f, by_be("CREATE TRIGGER full BEFORE INSERT ON samples "
                       "BEGIN SELECT RAISE(FAIL, 'database or disk is full'); "
-                      "END");
+                      "END",
+                      "CREATE FUNCTION no_space() RETURNS trigger AS $$ BEGIN"
+                      " RAISE EXCEPTION 'could not extend file: No space"
+                      " left on device' USING ERRCODE = 'disk_full'; END $$"
+                      " LANGUAGE plpgsql; CREATE TRIGGER no_space BEFORE INSERT"
+                      " ON samples FOR EACH ROW EXECUTE FUNCTION no_space()"));
     memset(&fail_done, 0, sizeof(fail_done));
     daemon_open(f, &o);
     id = intern(f, "t.x", NULL, NULL);
@@ -834,7 +936,7 @@ static void test_failing_flush(void **state)
     assert_int_equal(stats.records_pending, 2);
 
     /* The disk is back. */
-    sql_exec(f->path, "DROP TRIGGER full");
+    sql_exec(f, by_be("DROP TRIGGER full", "DROP TRIGGER no_space ON samples"));
     for (int i = 0; i < 5; i++) {
         bus_publish(f->bus, id, clock_wall_ns() - 5 * S_NS + i, 100 + i);
     }
@@ -953,9 +1055,8 @@ static void test_close_during_job(void **state)
     assert_int_equal(s.n_samples, 2);
     assert_int_equal(store_get_incident(st, 1, NULL, NULL, NULL, on_act, &s),
                      VIGIL_ENOENT); /* actions without their incident */
-    assert_int_equal(
-        sql_int(f->path, "SELECT result FROM actions WHERE id = 2"),
-        STORE_ACT_OK);
+    assert_int_equal(sql_int(f, "SELECT result FROM actions WHERE id = 2"),
+                     STORE_ACT_OK);
     store_close(st);
 }
 
@@ -977,9 +1078,9 @@ static void test_approve(void **state)
 
     assert_int_equal(store_put_action(st, &a, NULL, NULL), 0);
     assert_int_equal(store_approve_action(st, a.id, "ops", &err), 0);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM actions WHERE "
-                                      "approved_by = 'ops' AND "
-                                      "approved_ts > 0"),
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM actions WHERE "
+                                "approved_by = 'ops' AND "
+                                "approved_ts > 0"),
                      1);
     /* Twice, or an action that does not wait: a clear refusal. */
     assert_int_equal(store_approve_action(st, a.id, "ops", &err), VIGIL_ENOENT);
@@ -992,13 +1093,101 @@ static void test_approve(void **state)
 
 /* ---------------------------------------------------- schema, errors */
 
+/* Two tools open a new PostgreSQL database at the same moment: one
+ * migrates, the other waits for it (the advisory lock) and finds the
+ * schema up to date. Returns how many failed. */
+static int open_together(struct fx *f)
+{
+    int failed = 0;
+    pid_t kids[2];
+
+    for (int i = 0; i < 2; i++) {
+        kids[i] = fork();
+        assert_true(kids[i] >= 0);
+        if (kids[i] == 0) {
+            struct store_opts o = {.path = f->path, .host = "h"};
+            struct vigil_err err = {0};
+            struct store *st = NULL;
+            int rc = store_open(&o, NULL, &st, &err);
+
+            if (rc != 0) {
+                fprintf(stderr, "store_open: %s\n", err.msg);
+            }
+            store_close(st);
+            _exit(rc != 0);
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        int ws = 0;
+
+        assert_int_equal(waitpid(kids[i], &ws, 0), kids[i]);
+        failed += !WIFEXITED(ws) || WEXITSTATUS(ws) != 0;
+    }
+    return failed;
+}
+
+static void test_migrations_pg(struct fx *f)
+{
+    struct store_opts o = {.path = f->path, .host = "h"};
+    struct vigil_err err = {0};
+    struct store *st = NULL;
+
+    st = tool_open(f);
+    store_close(st);
+    assert_int_equal(
+        sql_int(f, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM information_schema."
+                                "columns WHERE table_name = 'actions' AND "
+                                "column_name = 'approved_ts'"),
+                     1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM information_schema."
+                                "tables WHERE table_schema = current_schema()"
+                                " AND table_name IN ('series', 'samples',"
+                                " 'rollup_1m', 'incidents', 'transitions',"
+                                " 'evidence', 'actions')"),
+                     7);
+    st = tool_open(f);
+    store_close(st);
+
+    /* A newer vigil wrote this one. */
+    sql_exec(f, "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+    assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_ESTATE);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, f->pgdb));
+    assert_non_null(strstr(err.msg, "schema version 99 is newer"));
+
+    /* Agents starting together, a few times over. */
+    for (int i = 0; i < 5; i++) {
+        sql_exec(f, "DROP TABLE meta, series, samples, rollup_1m, incidents,"
+                    " transitions, evidence, actions");
+        assert_int_equal(open_together(f), 0);
+        assert_int_equal(
+            sql_int(f, "SELECT value FROM meta WHERE key = 'schema_version'"),
+            2);
+    }
+
+    /* Another program's tables under vigil's names. */
+    sql_exec(f, "DROP TABLE meta, series, samples, rollup_1m, incidents,"
+                " transitions, evidence, actions;"
+                " CREATE TABLE series (id INTEGER)");
+    err_clear(&err);
+    assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_EINVAL);
+    assert_non_null(strstr(err.msg, "not a vigil database"));
+}
+
 static void test_migrations(void **state)
 {
     struct fx *f = *state;
     struct store_opts o = {.path = f->path, .host = "h"};
     struct vigil_err err = {0};
     struct store *st = NULL;
-    FILE *fp = fopen(f->path, "w");
+    FILE *fp;
+
+    if (pg_base != NULL) {
+        test_migrations_pg(f);
+        return;
+    }
+    fp = fopen(f->path, "w");
 
     /* An empty file is a new database. */
     assert_non_null(fp);
@@ -1006,25 +1195,23 @@ static void test_migrations(void **state)
     st = tool_open(f);
     store_close(st);
     assert_int_equal(
-        sql_int(f->path, "SELECT value FROM meta WHERE key = 'schema_version'"),
-        2);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM "
-                                      "pragma_table_info('actions') WHERE "
-                                      "name = 'approved_ts'"),
+        sql_int(f, "SELECT value FROM meta WHERE key = 'schema_version'"), 2);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM "
+                                "pragma_table_info('actions') WHERE "
+                                "name = 'approved_ts'"),
                      1);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master "
-                                      "WHERE type = 'table' AND name IN "
-                                      "('series', 'samples', 'rollup_1m', "
-                                      "'incidents', 'transitions', "
-                                      "'evidence', 'actions')"),
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM sqlite_master "
+                                "WHERE type = 'table' AND name IN "
+                                "('series', 'samples', 'rollup_1m', "
+                                "'incidents', 'transitions', "
+                                "'evidence', 'actions')"),
                      7);
     /* Opening again changes nothing. */
     st = tool_open(f);
     store_close(st);
 
     /* A newer vigil wrote this one. */
-    sql_exec(f->path,
-             "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+    sql_exec(f, "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
     assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_ESTATE);
     assert_null(st);
     assert_non_null(strstr(err.msg, f->path));
@@ -1032,7 +1219,7 @@ static void test_migrations(void **state)
 
     /* Another program's database. */
     unlink(f->path);
-    sql_exec(f->path, "CREATE TABLE accounts (id INTEGER)");
+    sql_exec(f, "CREATE TABLE accounts (id INTEGER)");
     err_clear(&err);
     assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_EINVAL);
     assert_non_null(strstr(err.msg, "not a vigil database"));
@@ -1079,10 +1266,30 @@ static void test_bad_paths(void **state)
     assert_string_equal(err.msg, want_msg);
     assert_int_equal(uv_loop_close(&loop), 0);
 
-    o.path = "postgresql://vigil@db/vigil";
+    /* A server that cannot be reached fails the open (the daemon goes on
+     * without a store); the message names the server, never the
+     * password. */
+    o.path = "postgresql://vigil:s3cret@127.0.0.1:1/vigil";
     err_clear(&err);
-    assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_EUNAVAIL);
-    assert_non_null(strstr(err.msg, "PostgreSQL"));
+    assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_EIO);
+    assert_null(st);
+    assert_non_null(strstr(
+        err.msg, "postgresql://vigil@127.0.0.1:1/vigil: cannot connect"));
+    assert_null(strstr(err.msg, "s3cret"));
+    /* Daemon mode, behind the config's directory as the daemon resolves
+     * it, the password in a parameter: the same, nothing on the loop. */
+    o.path = "/etc/vigil/postgres://vigil@127.0.0.1:1/vigil?password=s3cret";
+    assert_int_equal(uv_loop_init(&loop), 0);
+    err_clear(&err);
+    assert_int_equal(store_open(&o, &loop, &st, &err), VIGIL_EIO);
+    assert_non_null(strstr(err.msg, "127.0.0.1"));
+    assert_null(strstr(err.msg, "s3cret"));
+    assert_int_equal(uv_loop_close(&loop), 0);
+    /* Not a URI libpq accepts. */
+    o.path = "postgresql://vigil@db/vigil?no_such_option=1";
+    err_clear(&err);
+    assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_EINVAL);
+    assert_non_null(strstr(err.msg, "not a usable PostgreSQL URI"));
     o.path = NULL;
     err_clear(&err);
     assert_int_equal(store_open(&o, NULL, &st, &err), VIGIL_EINVAL);
@@ -1115,10 +1322,210 @@ static void test_attach_errors(void **state)
     bus_publish(f->bus, id, clock_wall_ns(), 1);
     want = (struct flush_wait){2, 0, 1};
     await(f, flushed);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM samples"), 1);
-    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM series"), 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM samples"), 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM series"), 1);
     daemon_close(f);
     bus_destroy(other);
+}
+
+/* ------------------------------------------------- hosts, PostgreSQL */
+
+static void on_title(void *arg, const struct store_incident *x)
+{
+    snprintf(arg, 64, "%s", x->title);
+}
+
+/* Two agents in one database: each sees its own rows only, and its ids
+ * go on from its own. */
+static void test_two_hosts(void **state)
+{
+    struct fx *f = *state;
+    struct store_opts oa = {.path = f->path, .host = "agent-a"};
+    struct store_opts ob = {.path = f->path, .host = "agent-b"};
+    struct store_opts od = {.flush_interval_ms = 5};
+    struct vigil_err err = {0};
+    struct store *a = NULL, *b = NULL, *other = NULL;
+    struct seen *s = calloc(1, sizeof(*s));
+    char title[64] = "";
+    vigil_series_id id;
+
+    assert_non_null(s);
+    assert_int_equal(store_open(&oa, NULL, &a, &err), 0);
+    assert_int_equal(store_open(&ob, NULL, &b, &err), 0);
+    struct store_incident inc = {.id = store_next_incident_id(a),
+                                 .rule = "r",
+                                 .series = "",
+                                 .title = "on a",
+                                 .open = 1};
+    assert_int_equal(store_put_incident(a, &inc), 0);
+    inc.id = store_next_incident_id(b);
+    inc.title = "on b";
+    assert_int_equal(store_put_incident(b, &inc), 0);
+    assert_int_equal(inc.id, 1); /* the same id, another host */
+    assert_int_equal(store_list_incidents(a, 0, 0, on_inc, s), 0);
+    assert_int_equal(s->n_inc, 1);
+    assert_string_equal(s->titles[0], "on a");
+    assert_int_equal(
+        store_get_incident(b, 1, on_title, NULL, NULL, NULL, title), 0);
+    assert_string_equal(title, "on b");
+    store_close(a);
+    store_close(b);
+
+    /* Two daemons keep the same series, each under its host. */
+    daemon_open(f, &od);
+    od.path = f->path;
+    od.host = "agent-b";
+    assert_int_equal(store_open(&od, &f->loop, &other, &err), 0);
+    assert_int_equal(store_attach_bus(other, f->bus, NULL, &err), 0);
+    id = intern(f, "t.shared", NULL, NULL);
+    for (int i = 0; i < 5; i++) {
+        bus_publish(f->bus, id, clock_wall_ns() - S_NS + i, i);
+    }
+    want = (struct flush_wait){5, 0, 1};
+    await(f, flushed);
+    store_close(other);
+    daemon_close(f);
+    assert_int_equal(
+        sql_int(f, "SELECT count(*) FROM series WHERE key = 't.shared'"), 2);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM samples"), 10);
+    assert_int_equal(store_open(&ob, NULL, &b, &err), 0);
+    memset(s, 0, sizeof(*s));
+    assert_int_equal(store_history(b, "t.shared", 0, on_sample, NULL, s), 0);
+    assert_int_equal(s->n_samples, 5);
+    assert_int_equal(store_next_incident_id(b), 2);
+    store_close(b);
+    free(s);
+}
+
+/* Every other session on this test's database: the store's own. */
+static void pg_kick(struct fx *f)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+             " WHERE datname = '%s' AND pid <> pg_backend_pid()",
+             f->pgdb);
+    pg_admin(sql);
+}
+
+/* The server closes the store's connections between two flushes (a
+ * restart, an administrator): the next flush reconnects and writes,
+ * reads reconnect too, nothing is lost. */
+static void test_pg_reconnect(void **state)
+{
+    struct fx *f = *state;
+    struct store_opts o = {.flush_interval_ms = 5};
+    struct store_stats stats;
+    struct seen s = {0};
+    struct done d = {0};
+    vigil_series_id id;
+
+    if (pg_base == NULL) {
+        skip();
+    }
+    daemon_open(f, &o);
+    id = intern(f, "t.re", NULL, NULL);
+    for (int i = 0; i < 10; i++) {
+        bus_publish(f->bus, id, clock_wall_ns() - 10 * S_NS + i, i);
+    }
+    want = (struct flush_wait){10, 0, 1};
+    await(f, flushed);
+    pg_kick(f);
+    for (int i = 0; i < 10; i++) {
+        bus_publish(f->bus, id, clock_wall_ns() - 5 * S_NS + i, 10 + i);
+    }
+    struct store_action a = {.id = 1,
+                             .incident_id = 1,
+                             .name = "n",
+                             .kind = "exec",
+                             .mode = "on",
+                             .command = "[]"};
+    assert_int_equal(store_put_action(f->st, &a, on_done, &d), 0);
+    want = (struct flush_wait){20, 1, 0};
+    await(f, flushed);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(d.status[0], 0);
+    store_get_stats(f->st, &stats);
+    assert_int_equal(stats.errors, 0);
+    assert_int_equal(stats.samples_lost, 0);
+    assert_int_equal(store_history(f->st, "t.re", 0, on_sample, NULL, &s), 0);
+    assert_int_equal(s.n_samples, 20);
+    daemon_close(f);
+}
+
+/* The server refuses connections for a while: flushes fail like a failed
+ * disk (samples lost and counted, records kept, callbacks told), and
+ * once it is back the next flush writes the records. */
+static struct done down_done;
+
+static int down_seen(struct fx *f)
+{
+    struct store_stats s;
+
+    store_get_stats(f->st, &s);
+    return s.errors >= 2 && down_done.n == 1;
+}
+
+static void test_pg_server_down(void **state)
+{
+    struct fx *f = *state;
+    struct store_opts o = {.flush_interval_ms = 5};
+    struct store_stats stats;
+    struct seen s = {0};
+    vigil_series_id id;
+    char sql[128];
+
+    if (pg_base == NULL) {
+        skip();
+    }
+    memset(&down_done, 0, sizeof(down_done));
+    daemon_open(f, &o);
+    id = intern(f, "t.down", NULL, NULL);
+    for (int i = 0; i < 5; i++) {
+        bus_publish(f->bus, id, clock_wall_ns() - 10 * S_NS + i, i);
+    }
+    want = (struct flush_wait){5, 0, 1};
+    await(f, flushed);
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS false",
+             f->pgdb);
+    pg_admin(sql);
+    pg_kick(f);
+    for (int i = 0; i < 10; i++) {
+        bus_publish(f->bus, id, clock_wall_ns() - 8 * S_NS + i, 100 + i);
+    }
+    struct store_action a = {.id = 1,
+                             .incident_id = 1,
+                             .name = "n",
+                             .kind = "exec",
+                             .mode = "on",
+                             .command = "[]"};
+    assert_int_equal(store_put_action(f->st, &a, on_done, &down_done), 0);
+    await(f, down_seen);
+    assert_int_equal(down_done.status[0], VIGIL_EIO);
+    store_get_stats(f->st, &stats);
+    assert_int_equal(stats.samples_written, 5);
+    assert_int_equal(stats.samples_lost, 10);
+    assert_int_equal(stats.records_pending, 1);
+    /* Reads fail cleanly meanwhile. */
+    assert_int_equal(store_history(f->st, "t.down", 0, on_sample, NULL, &s),
+                     VIGIL_EIO);
+
+    snprintf(sql, sizeof(sql), "ALTER DATABASE %s ALLOW_CONNECTIONS true",
+             f->pgdb);
+    pg_admin(sql);
+    for (int i = 0; i < 5; i++) {
+        bus_publish(f->bus, id, clock_wall_ns() - 5 * S_NS + i, 200 + i);
+    }
+    want = (struct flush_wait){10, 1, 0};
+    await(f, flushed);
+    assert_int_equal(down_done.n, 1); /* not called twice */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(store_history(f->st, "t.down", 0, on_sample, NULL, &s), 0);
+    assert_int_equal(s.n_samples, 10);
+    assert_true(s.sample_v[5] == 200);
+    daemon_close(f);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM actions"), 1);
 }
 
 int main(void)
@@ -1141,7 +1548,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrations, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_attach_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_hosts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_server_down, setup, teardown),
     };
 
+    pg_base = getenv("VIGIL_TEST_PG");
+    if (pg_base != NULL && pg_base[0] == '\0') {
+        pg_base = NULL;
+    }
+    printf("store back end: %s\n",
+           pg_base != NULL ? "PostgreSQL (VIGIL_TEST_PG)" : "SQLite");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
