@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "bus.h"
@@ -155,6 +156,7 @@ struct daemon {
     struct sched_timer self_timer;
     int stopping;
     int handles_up;
+    int probe_rc;
 
     int64_t lag_expected_ns; /* monotonic time the lag timer is due */
     double lag_max_ms;       /* worst lag since the last self tick */
@@ -589,7 +591,13 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static void on_for_timer(uv_timer_t *t)
 {
-    daemon_stop(t->data, "--for elapsed");
+    struct daemon *d = t->data;
+
+    if (d->probe_rc < 0) { /* vigil probe got no reply in time */
+        fprintf(stderr, "vigil probe: no result within --for\n");
+        d->probe_rc = 1;
+    }
+    daemon_stop(d, "--for elapsed");
 }
 
 static void on_flush(uv_check_t *c)
@@ -597,6 +605,60 @@ static void on_flush(uv_check_t *c)
     struct daemon *d = c->data;
 
     print_flush(d->print);
+}
+
+/* ---------------------------------------------------------------- probe */
+
+static void on_probe_reply(void *arg, int status, const char *json)
+{
+    struct daemon *d = arg;
+    json_t *v = json ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
+
+    if (v != NULL) {
+        json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        fputc('\n', stdout);
+        json_decref(v);
+    } else if (json != NULL) {
+        printf("%s\n", json);
+    }
+    fflush(stdout);
+    if (status != 0) {
+        fprintf(stderr, "vigil probe: %s\n", vigil_strerror(status));
+    }
+    d->probe_rc = status == 0 ? 0 : 1;
+    /* Not from inside the plugin's reply: stop on the next loop turn. */
+    uv_timer_start(&d->for_timer, on_for_timer, 0, 0);
+}
+
+static void list_diag(void *arg, const char *instance,
+                      const struct vigil_diag *diag)
+{
+    (void)arg;
+    fprintf(stderr, "  %-22s %s%s (from %s)\n", diag->name,
+            diag->is_action ? "[action] " : "", diag->help ? diag->help : "",
+            instance);
+}
+
+static void probe_start(struct daemon *d, const struct daemon_opts *o)
+{
+    int rc =
+        plug_diag_run(d->plugs, o->probe, o->probe_args ? o->probe_args : "{}",
+                      on_probe_reply, d);
+
+    if (rc == VIGIL_ENOENT) {
+        fprintf(stderr,
+                "vigil probe: no configured plugin provides '%s'; "
+                "available here:\n",
+                o->probe);
+        plug_foreach_diag(d->plugs, list_diag, NULL);
+        d->probe_rc = 1;
+        uv_timer_start(&d->for_timer, on_for_timer, 0, 0);
+    }
+}
+
+int daemon_probe(const struct daemon_opts *o)
+{
+    return daemon_run(o);
 }
 
 /* ---------------------------------------------------------------- run */
@@ -653,7 +715,8 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
     if (diag->n > 0) {
         return 2;
     }
-    log_set_level(d->conf.log_level);
+    /* A probe's output is its result: only warnings and errors besides. */
+    log_set_level(o->probe ? VIGIL_LOG_WARN : d->conf.log_level);
     bus_limits_default(&lim);
     lim.window_default = (uint32_t)d->conf.window;
     lim.max_series = (uint32_t)d->conf.max_series;
@@ -673,6 +736,14 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
         return 1;
     }
     plug_set_configure(d->plugs, d->cfg, 0, diag);
+    if (o->probe != NULL) {
+        /* A probe measures; it opens no incident and writes no store. */
+        cfg_first(d->cfg, "rules");
+        cfg_first(d->cfg, "store");
+        cfg_first(d->cfg, "actions");
+        cfg_check_unclaimed(d->cfg, daemon_sections, diag);
+        return 0;
+    }
     if (rules_setup(d, &d->loop, diag) != 0) {
         return 1;
     }
@@ -712,7 +783,12 @@ int daemon_run(const struct daemon_opts *o)
     start_handles(d, o);
     d->handles_up = 1;
     plug_set_start(d->plugs);
-    rb_engine_start(d->rules);
+    if (o->probe != NULL) {
+        d->probe_rc = -1; /* no reply yet */
+        probe_start(d, o);
+    } else {
+        rb_engine_start(d->rules);
+    }
     plug_set_counts(d->plugs, &running, &failed);
     log_info("core",
              "vigil %s running: config %s, %u plugin instances "
@@ -725,7 +801,7 @@ int daemon_run(const struct daemon_opts *o)
                                                  : "off",
              o->config_path ? o->config_path : "FILE");
     uv_run(&d->loop, UV_RUN_DEFAULT);
-    rc = 0;
+    rc = o->probe != NULL ? d->probe_rc : 0;
 out:
     if (!d->stopping) { /* setup failed: stop what it started */
         plug_set_stop(d->plugs);

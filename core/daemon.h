@@ -26,12 +26,19 @@ struct daemon_opts {
     const char *plugin_dir;   /* overrides [vigil] plugin_dir; may be NULL */
     const char *const *print; /* --print selectors */
     size_t nprint;
-    int64_t run_for_ms; /* stop after this long; 0 = until a signal */
+    int64_t run_for_ms;     /* stop after this long; 0 = until a signal */
+    const char *probe;      /* vigil probe: the diagnostic to run once */
+    const char *probe_args; /* its JSON arguments */
 };
 
 /* Run until stopped. Returns the process exit code: 0 after a clean stop,
  * 2 for configuration errors (all listed on stderr), 1 otherwise. */
 int daemon_run(const struct daemon_opts *o);
+
+/* `vigil probe NAME`: start the configured plugins (no runbooks, no
+ * store), run one diagnostic, print its JSON reply and stop. Returns 0 when
+ * it succeeded, 1 when it failed or does not exist, 2 for config errors. */
+int daemon_probe(const struct daemon_opts *o);
 
 /* Validate the config and every plugin section without running anything.
  * Prints each problem; returns 0 when there are none, 2 otherwise. */

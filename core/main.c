@@ -11,6 +11,8 @@
 #include "err.h"
 #include "log.h"
 #include "paths.h"
+#include <jansson.h>
+
 #include "bus.h"
 #include "plug.h"
 #include "report.h"
@@ -67,6 +69,14 @@ static const struct {
      "Print the stored samples of one series (its exact key, e.g.\n"
      "'sys.cpu.busy_pct{cpu=\"total\"}') from DURATION ago (default 1h):\n"
      "raw samples where they are kept, 1-minute roll-ups before that."},
+    {"probe", "vigil probe NAME [KEY=VALUE]... [--args JSON] [-c FILE]",
+     "Run one diagnostic now and print its JSON result: the same code a\n"
+     "runbook step runs. NAME is what a configured plugin registers\n"
+     "(e.g. proc.top, proc.snapshot); KEY=VALUE pairs become its JSON\n"
+     "arguments (VALUE is read as JSON when it is a number, true, false\n"
+     "or null, a string otherwise), or give them whole with --args.\n"
+     "The plugins of the config (-c FILE as for run) are started; no\n"
+     "runbook runs and nothing is stored. Gives up after --for (60s)."},
     {"help", "vigil help [COMMAND | plugins | plugin NAME]",
      "Show help for a command, list the installed plugins, or show a\n"
      "plugin's options."},
@@ -384,6 +394,69 @@ static int cmd_history(int argc, char **argv, struct tool_opts *t)
     return rc == 0 ? 0 : 1;
 }
 
+/* vigil probe NAME [k=v]... : arguments as a JSON object. */
+static int cmd_probe(int argc, char **argv, struct daemon_opts *o,
+                     char **args_out)
+{
+    json_t *args = json_object();
+    const char *whole = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *eq = strchr(a, '=');
+        if ((!strcmp(a, "-c") || !strcmp(a, "--config")) && i + 1 < argc) {
+            o->config_path = argv[++i];
+        } else if (!strcmp(a, "--args") && i + 1 < argc) {
+            whole = argv[++i];
+        } else if (!strcmp(a, "--for") && i + 1 < argc) {
+            if (cfg_parse_duration_ms(argv[++i], &o->run_for_ms) != 0) {
+                fprintf(stderr, "vigil probe: --for: expected a duration\n");
+                goto bad;
+            }
+        } else if (o->probe == NULL && a[0] != '-' && eq == NULL) {
+            o->probe = a;
+        } else if (eq != NULL && eq != a && a[0] != '-') {
+            char key[128];
+            json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
+            snprintf(key, sizeof(key), "%.*s", (int)(eq - a), a);
+            if (v == NULL || json_is_object(v) || json_is_array(v)) {
+                json_decref(v);
+                v = json_string(eq + 1);
+            }
+            json_object_set_new(args, key, v);
+        } else {
+            fprintf(stderr, "vigil probe: unexpected '%s'\n", a);
+            goto bad;
+        }
+    }
+    if (o->probe == NULL) {
+        fprintf(stderr, "usage: %s\n", usage_of("probe"));
+        goto bad;
+    }
+    if (whole != NULL) {
+        json_t *w = json_loads(whole, 0, NULL);
+        if (!json_is_object(w)) {
+            json_decref(w);
+            fprintf(stderr, "vigil probe: --args must be a JSON object\n");
+            goto bad;
+        }
+        json_decref(args);
+        args = w;
+    }
+    if (o->run_for_ms == 0) {
+        o->run_for_ms = 60 * 1000;
+    }
+    if (o->config_path == NULL && access(MAIN_SYSTEM_CONFIG, F_OK) == 0) {
+        o->config_path = MAIN_SYSTEM_CONFIG;
+    }
+    *args_out = json_dumps(args, JSON_COMPACT);
+    o->probe_args = *args_out;
+    json_decref(args);
+    return 0;
+bad:
+    json_decref(args);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     const char *print[MAIN_PRINT_MAX];
@@ -408,6 +481,16 @@ int main(int argc, char **argv)
         struct tool_opts t = {.d = o};
         return !strcmp(cmd, "incidents") ? cmd_incidents(argc - 1, argv + 1, &t)
                                          : cmd_history(argc - 1, argv + 1, &t);
+    }
+    if (!strcmp(cmd, "probe")) {
+        char *args = NULL;
+        int rc = cmd_probe(argc - 1, argv + 1, &o, &args);
+        if (rc == 0) {
+            log_set_level(VIGIL_LOG_WARN);
+            rc = daemon_probe(&o);
+        }
+        free(args);
+        return rc;
     }
     if (!strcmp(cmd, "test")) {
         char rules[PATH_MAX], scripts[PATH_MAX];

@@ -3,6 +3,7 @@
 file:line, run prints samples, stops cleanly on SIGTERM and --for, reloads
 on SIGHUP, and survives broken and blocking plugins."""
 
+import json
 import os
 import re
 import shutil
@@ -124,12 +125,58 @@ def test_broken_plugins(d):
     check(v.finish(signal.SIGINT) == 0, "SIGINT stops with exit 0")
 
 
+def test_store_unwritable(d):
+    conf = write(d, "nostore.ini", "\n".join([
+        "[vigil]",
+        "interval = 200ms",
+        "[store]",
+        "path = /nonexistent-vigil-dir/vigil.db",
+        "[plugin sys]",
+        "",
+    ]))
+    v = Daemon(["-c", conf, "--plugin-dir", PLUGINS, "--print", "sys.up"])
+    err = v.wait_for("err", lambda l: "nonexistent-vigil-dir" in l, 10)
+    check(err is not None and "level=error" in err,
+          "an unwritable store is a clear error naming its path")
+    check(v.wait_for("out", lambda l: " sys.up " in l, 10) is not None,
+          "monitoring goes on without the store")
+    check(v.finish(signal.SIGTERM) == 0, "and stops cleanly")
+
+
+def test_probe(d):
+    pdir = os.path.join(d, "probe-plugins")
+    os.mkdir(pdir)
+    shutil.copy(os.path.join(TEST_PLUGINS, "good.so"), pdir)
+    conf = write(d, "probe.ini", "\n".join([
+        "[vigil]",
+        "plugin_dir = probe-plugins",
+        "[plugin good a]",
+        "target = t",
+        "[store]",
+        "path = probe.db",
+        "",
+    ]))
+    r = subprocess.run([VIGIL, "probe", "good.echo", "n=3", "s=text",
+                        "b=true", "-c", conf], capture_output=True, text=True)
+    out = json.loads(r.stdout) if r.returncode == 0 else None
+    check(out == {"n": 3, "s": "text", "b": True},
+          "vigil probe runs a diagnostic with typed arguments: %r" % out)
+    check(not os.path.exists(os.path.join(d, "probe.db")),
+          "a probe writes no store")
+    r = subprocess.run([VIGIL, "probe", "good.nothing", "-c", conf],
+                       capture_output=True, text=True)
+    check(r.returncode == 1 and "good.echo" in r.stderr,
+          "an unknown diagnostic lists the ones available")
+
+
 def main():
     with tempfile.TemporaryDirectory() as d:
         test_version_and_help()
         test_check(d)
         test_run_signals(d)
         test_broken_plugins(d)
+        test_probe(d)
+        test_store_unwritable(d)
     return summary()
 
 
