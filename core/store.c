@@ -463,6 +463,8 @@ static void store_job_done(struct store *s, struct store_job *j)
 static void store_free(struct store *s);
 static void store_finish(struct store *s);
 
+static void store_start_job(struct store *s);
+
 static void store_after_work(uv_work_t *req, int status)
 {
     struct store_job *j = req->data;
@@ -473,6 +475,8 @@ static void store_after_work(uv_work_t *req, int status)
     s->running = 0;
     if (s->closing) {
         store_finish(s);
+    } else if (s->urgent) {
+        store_start_job(s); /* a callback queued a record that waits */
     }
 }
 
@@ -488,6 +492,7 @@ static void store_start_job(struct store *s)
     if (house) {
         s->house_due = mono + STORE_HOUSE_INTERVAL_NS;
     }
+    s->urgent = 0;
     store_job_fill(s, &s->job, 1, house);
     s->job.req.data = &s->job;
     s->running = 1;
@@ -907,6 +912,14 @@ static int store_put(struct store *s, int kind, const void *src, size_t srcsize,
     s->q.tail = r;
     s->q.n++;
     s->q.bytes += r->size;
+    if (cb != NULL) {
+        /* Someone waits for this commit (an action's intent, before the
+         * action may run): flush now rather than at the next tick. */
+        s->urgent = 1;
+        if (!s->running && !s->closing) {
+            store_start_job(s);
+        }
+    }
     return 0;
 }
 

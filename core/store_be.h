@@ -218,6 +218,7 @@ struct store {
     uv_timer_t timer;
     int timer_live;    /* initialised and not yet closed */
     int running;       /* the job is in flight */
+    int urgent;        /* a record waits for its commit: flush now */
     int backlog;       /* the last job left housekeeping to do */
     int64_t house_due; /* monotonic */
     int closing, finished;
