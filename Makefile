@@ -87,8 +87,14 @@ format-check:
 	@clang-format --dry-run --Werror $(SOURCES) || \
 	  { echo "make format-check: run 'make format'"; exit 1; }
 
+# Each prints its figures; see bench/ for the ones that take arguments
+# (ingest.sh, probes_proc.sh) and VIGIL_BENCH_PG for bench_store.
 bench: build
 	./$(BUILD)/bench_bus
+	./$(BUILD)/bench_rules
+	./$(BUILD)/bench_lua
+	./$(BUILD)/bench_store
+	bench/alert.py ./$(BUILD)/vigil
 	bench/overhead.sh ./$(BUILD)/vigil
 
 install: build
