@@ -933,7 +933,9 @@ static void test_failing_flush(void **state)
     store_get_stats(f->st, &stats);
     assert_int_equal(stats.samples_written, 0);
     assert_int_equal(stats.samples_lost, 10);
-    assert_int_equal(stats.records_pending, 2);
+    /* Kept for the next flush, which may already have run (the samples
+     * that the trigger refuses were lost with the failed one). */
+    assert_int_equal(stats.records_pending + stats.records_written, 2);
 
     /* The disk is back. */
     sql_exec(f, by_be("DROP TRIGGER full", "DROP TRIGGER no_space ON samples"));
