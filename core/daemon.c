@@ -233,6 +233,37 @@ static int rules_setup(struct daemon *d, uv_loop_t *loop, struct cfg_diag *diag)
     return 0;
 }
 
+struct hook_check {
+    int have_plugin;
+    struct cfg_diag *diag;
+};
+
+static void check_webhooks(void *arg, const struct rb_runbook *rb)
+{
+    struct hook_check *h = arg;
+
+    for (size_t i = 0; i < rb->nactions && !h->have_plugin; i++) {
+        if (strcmp(rb->actions[i].kind, "webhook") == 0) {
+            cfg_diag_add(h->diag,
+                         "%s:%d: action '%s' sends a webhook: add "
+                         "[plugin webhook] to the config",
+                         rb->path, rb->actions[i].line, rb->actions[i].name);
+        }
+    }
+}
+
+/* Runbook actions that need a plugin the config does not load. */
+static void check_action_plugins(struct daemon *d, struct cfg_diag *diag)
+{
+    struct hook_check h = {.diag = diag};
+
+    for (struct cfg_section *sec = cfg_first(d->cfg, "plugin"); sec != NULL;
+         sec = cfg_next(sec, "plugin")) {
+        h.have_plugin |= sec->name && strcmp(sec->name, "webhook") == 0;
+    }
+    rb_engine_foreach_runbook(d->rules, check_webhooks, &h);
+}
+
 /* Open the store (monitoring goes on without it if it cannot open) and
  * the incident manager, which follows every rule transition. */
 static int incidents_setup(struct daemon *d, struct cfg_diag *diag)
@@ -350,7 +381,9 @@ int daemon_check(const struct daemon_opts *o)
             plug_set_create(&env, &d.plugs) == 0) {
             plug_set_configure(d.plugs, d.cfg, 1, diag);
             d.bus = env.bus;
-            rules_setup(&d, NULL, diag);
+            if (rules_setup(&d, NULL, diag) == 0) {
+                check_action_plugins(&d, diag);
+            }
         }
         cfg_check_unclaimed(d.cfg, daemon_sections, diag);
         rb_engine_destroy(d.rules);
@@ -749,6 +782,7 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
     }
     rb_engine_observe(d->rules, on_rule_event, d);
     daemon_on_reload(d, on_reload_rules, d);
+    check_action_plugins(d, diag);
     if (incidents_setup(d, diag) != 0) {
         return 1;
     }

@@ -1393,6 +1393,18 @@ const struct rb_runbook *rb_engine_runbook(const struct rb_engine *e,
     return NULL;
 }
 
+void rb_engine_foreach_runbook(const struct rb_engine *e,
+                               void (*fn)(void *arg,
+                                          const struct rb_runbook *rb),
+                               void *arg)
+{
+    for (const struct rb_file *f = e->files; f != NULL; f = f->next) {
+        for (size_t i = 0; i < f->nrunbooks; i++) {
+            fn(arg, &f->runbooks[i]);
+        }
+    }
+}
+
 const char *rb_rule_runbook(const struct rule_def *def)
 {
     const struct rb_meta *m = def->user;

@@ -119,6 +119,12 @@ struct rb_runbook {
 const struct rb_runbook *rb_engine_runbook(const struct rb_engine *e,
                                            const char *name);
 
+/* Call fn for every runbook in service. */
+void rb_engine_foreach_runbook(const struct rb_engine *e,
+                               void (*fn)(void *arg,
+                                          const struct rb_runbook *rb),
+                               void *arg);
+
 /* The runbook and title a rule's definition names (NULL when none). */
 const char *rb_rule_runbook(const struct rule_def *def);
 const char *rb_rule_title(const struct rule_def *def);

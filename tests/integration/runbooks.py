@@ -165,6 +165,20 @@ def test_check(d):
                        capture_output=True, text=True)
     check(r.returncode == 2 and "typo.lua:2:" in r.stderr,
           "levels out of order are refused")
+    write(rules, "typo.lua", "\n".join([
+        'local vigil = require "vigil"',
+        'vigil.threshold "cpu" {',
+        '  metric = "sys.cpu.busy_pct", warn = 40, runbook = "tell",',
+        '}',
+        'vigil.runbook "tell" { remediate = {',
+        '  vigil.action "page" { webhook = "http://127.0.0.1:9/" },',
+        '} }',
+        "",
+    ]))
+    r = subprocess.run([VIGIL, "check", "-c", config(d, rules)],
+                       capture_output=True, text=True)
+    check(r.returncode == 2 and "typo.lua:6: action 'page' sends a webhook"
+          in r.stderr, "a webhook action without [plugin webhook] is named")
 
 
 def main():
