@@ -16,14 +16,34 @@
 #define PLAN_DEFAULT_STEP_TIMEOUT_NS (30 * 1000000000LL)
 #define PLAN_DEFAULT_ACTION_TIMEOUT_NS (60 * 1000000000LL)
 
-/* The curried second call: stores the name under the mark key. */
+#define PLAN_LINE "__vigil_line"
+
+/* The curried second call: stores the name under the mark key, and the
+ * line it was written on, for messages. */
 static int plan_mark(lua_State *L, const char *mark)
 {
+    lua_Debug ar;
+
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_setfield(L, 1, mark);
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)) {
+        lua_pushinteger(L, ar.currentline);
+        lua_setfield(L, 1, PLAN_LINE);
+    }
     lua_settop(L, 1);
     return 1;
+}
+
+/* The line a step or action was written on (0 if unknown). */
+static int plan_line(lua_State *L, int idx)
+{
+    int line = lua_getfield(L, idx, PLAN_LINE) == LUA_TNUMBER
+                   ? (int)lua_tointeger(L, -1)
+                   : 0;
+
+    lua_pop(L, 1);
+    return line;
 }
 
 static int l_plan_step_body(lua_State *L)
@@ -121,12 +141,11 @@ static char *plan_args_json(lua_State *L, int idx, const char *const *skip)
     return text;
 }
 
-static const char *const step_reserved[] = {PLAN_MARK_STEP, "timeout", NULL};
+static const char *const step_reserved[] = {PLAN_MARK_STEP, PLAN_LINE,
+                                            "timeout", NULL};
 
 static void plan_step(lua_State *L, int idx, int phase, struct rb_step *st)
 {
-    lua_Debug ar;
-
     if (lua_getfield(L, idx, PLAN_MARK_STEP) != LUA_TSTRING) {
         luaL_error(L, "expected vigil.step \"name\" { ... } in the list");
     }
@@ -135,9 +154,7 @@ static void plan_step(lua_State *L, int idx, int phase, struct rb_step *st)
     st->phase = phase;
     st->timeout_ns =
         plan_duration(L, idx, "timeout", PLAN_DEFAULT_STEP_TIMEOUT_NS);
-    st->line = lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)
-                   ? ar.currentline
-                   : 0;
+    st->line = plan_line(L, idx);
     st->args_json = plan_args_json(L, idx, step_reserved);
     if (strcmp(st->name, "exec") == 0 &&
         strstr(st->args_json, "\"argv\":[") == NULL) {
@@ -146,9 +163,9 @@ static void plan_step(lua_State *L, int idx, int phase, struct rb_step *st)
 }
 
 static const char *const action_keys[] = {
-    PLAN_MARK_ACTION, "exec", "run",      "args",    "webhook",
-    "mode",           "on",   "cooldown", "timeout", "max_per_hour",
-    "breaker",        "when", NULL};
+    PLAN_MARK_ACTION, PLAN_LINE, "exec", "run",      "args",
+    "webhook",        "mode",    "on",   "cooldown", "timeout",
+    "max_per_hour",   "breaker", "when", NULL};
 
 static void plan_action_kind(lua_State *L, int idx, struct rb_action *a)
 {
@@ -212,17 +229,13 @@ static void plan_action_kind(lua_State *L, int idx, struct rb_action *a)
 
 static void plan_action(lua_State *L, int idx, struct rb_action *a)
 {
-    lua_Debug ar;
-
     if (lua_getfield(L, idx, PLAN_MARK_ACTION) != LUA_TSTRING) {
         luaL_error(L, "expected vigil.action \"name\" { ... } in remediate");
     }
     snprintf(a->name, sizeof(a->name), "%s", lua_tostring(L, -1));
     lua_pop(L, 1);
     a->when_ref = LUA_NOREF;
-    a->line = lua_getstack(L, 1, &ar) && lua_getinfo(L, "l", &ar)
-                  ? ar.currentline
-                  : 0;
+    a->line = plan_line(L, idx);
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         const char *k = lua_tostring(L, -2);
