@@ -157,6 +157,9 @@ struct daemon {
     int stopping;
     int handles_up;
     int probe_rc;
+    int probe_human;
+    const struct daemon_opts *opts;
+    uv_timer_t probe_timer;
 
     int64_t lag_expected_ns; /* monotonic time the lag timer is due */
     double lag_max_ms;       /* worst lag since the last self tick */
@@ -600,6 +603,7 @@ static void daemon_stop(struct daemon *d, const char *why)
     }
     uv_close((uv_handle_t *)&d->lag_timer, NULL);
     uv_close((uv_handle_t *)&d->for_timer, NULL);
+    uv_close((uv_handle_t *)&d->probe_timer, NULL);
     uv_close((uv_handle_t *)&d->flush_check, NULL);
     sched_close(&d->self_timer, NULL);
     /* The grace timer does not keep the loop alive: it only fires if a
@@ -642,12 +646,68 @@ static void on_flush(uv_check_t *c)
 
 /* ---------------------------------------------------------------- probe */
 
+/* Did a measurement succeed for none of its tries? */
+static int v_ok_zero(const char *json)
+{
+    json_t *v = json ? json_loads(json, 0, NULL) : NULL;
+    const json_t *ok = json_object_get(v, "ok");
+    int none = json_is_integer(ok) && json_integer_value(ok) == 0;
+
+    json_decref(v);
+    return none;
+}
+
+/* A measurement (mean_ms...) as the guide's scripts print it. */
+static void print_measure(const json_t *v)
+{
+    static const char *const keys[] = {"mean_ms", "stdev_ms", "min_ms",
+                                       "max_ms",  "p50_ms",   "p95_ms",
+                                       "p99_ms"};
+    static const char *const names[] = {"Mean", "StdDev", "Min", "Max",
+                                        "P50",  "P95",    "P99"};
+    const json_t *target = json_object_get(v, "url");
+
+    if (target != NULL) {
+        printf("Latency statistics for %s:\n", json_string_value(target));
+    } else {
+        printf("Latency statistics for %s:%lld:\n",
+               json_string_value(json_object_get(v, "host")),
+               (long long)json_integer_value(json_object_get(v, "port")));
+    }
+    printf("  requests: %lld ok, %lld errors\n",
+           (long long)json_integer_value(json_object_get(v, "ok")),
+           (long long)json_integer_value(json_object_get(v, "errors")));
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const json_t *x = json_object_get(v, keys[i]);
+        if (json_is_number(x)) {
+            printf("  %-7s %.2f ms\n", names[i], json_number_value(x));
+        }
+    }
+    const json_t *ph = json_object_get(v, "phases");
+    const char *k;
+    json_t *x;
+    if (json_is_object(ph)) {
+        printf("  phases (mean):");
+        json_object_foreach((json_t *)ph, k, x)
+        {
+            if (json_is_number(x)) {
+                printf(" %s %.2f ms", k, json_number_value(x));
+            }
+        }
+        printf("\n");
+    }
+}
+
 static void on_probe_reply(void *arg, int status, const char *json)
 {
     struct daemon *d = arg;
     json_t *v = json ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
 
-    if (v != NULL) {
+    if (v != NULL && d->probe_human && json_is_object(v) &&
+        json_object_get(v, "mean_ms") != NULL) {
+        print_measure(v);
+        json_decref(v);
+    } else if (v != NULL) {
         json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
         fputc('\n', stdout);
         json_decref(v);
@@ -658,7 +718,8 @@ static void on_probe_reply(void *arg, int status, const char *json)
     if (status != 0) {
         fprintf(stderr, "vigil probe: %s\n", vigil_strerror(status));
     }
-    d->probe_rc = status == 0 ? 0 : 1;
+    /* A measurement where nothing succeeded is a failure for scripts. */
+    d->probe_rc = status == 0 && !(v_ok_zero(json)) ? 0 : 1;
     /* Not from inside the plugin's reply: stop on the next loop turn. */
     uv_timer_start(&d->for_timer, on_for_timer, 0, 0);
 }
@@ -687,6 +748,13 @@ static void probe_start(struct daemon *d, const struct daemon_opts *o)
         d->probe_rc = 1;
         uv_timer_start(&d->for_timer, on_for_timer, 0, 0);
     }
+}
+
+static void on_probe_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+
+    probe_start(d, d->opts);
 }
 
 int daemon_probe(const struct daemon_opts *o)
@@ -719,6 +787,8 @@ static void start_handles(struct daemon *d, const struct daemon_opts *o)
     if (o->run_for_ms > 0) {
         uv_timer_start(&d->for_timer, on_for_timer, (uint64_t)o->run_for_ms, 0);
     }
+    uv_timer_init(loop, &d->probe_timer);
+    d->probe_timer.data = d;
     uv_timer_init(loop, &d->grace_timer);
     d->grace_timer.data = d;
     uv_check_init(loop, &d->flush_check);
@@ -819,7 +889,14 @@ int daemon_run(const struct daemon_opts *o)
     plug_set_start(d->plugs);
     if (o->probe != NULL) {
         d->probe_rc = -1; /* no reply yet */
-        probe_start(d, o);
+        d->probe_human = o->probe_human;
+        d->opts = o;
+        if (o->probe_delay_ms > 0) {
+            uv_timer_start(&d->probe_timer, on_probe_timer,
+                           (uint64_t)o->probe_delay_ms, 0);
+        } else {
+            probe_start(d, o);
+        }
     } else {
         rb_engine_start(d->rules);
     }

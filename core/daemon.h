@@ -29,6 +29,9 @@ struct daemon_opts {
     int64_t run_for_ms;     /* stop after this long; 0 = until a signal */
     const char *probe;      /* vigil probe: the diagnostic to run once */
     const char *probe_args; /* its JSON arguments */
+    int probe_human;        /* summarise a measurement for people instead
+                               of printing the reply's JSON */
+    int64_t probe_delay_ms; /* run it after the plugins collected once */
 };
 
 /* Run until stopped. Returns the process exit code: 0 after a clean stop,

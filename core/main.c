@@ -69,14 +69,22 @@ static const struct {
      "Print the stored samples of one series (its exact key, e.g.\n"
      "'sys.cpu.busy_pct{cpu=\"total\"}') from DURATION ago (default 1h):\n"
      "raw samples where they are kept, 1-minute roll-ups before that."},
-    {"probe", "vigil probe NAME [KEY=VALUE]... [--args JSON] [-c FILE]",
+    {"probe",
+     "vigil probe http URL | tcp HOST:PORT | proc NAME [--count N] "
+     "[--interval DUR] [--json]\n"
+     "  vigil probe NAME [KEY=VALUE]... [--args JSON] [-c FILE]",
      "Run one diagnostic now and print its JSON result: the same code a\n"
      "runbook step runs. NAME is what a configured plugin registers\n"
      "(e.g. proc.top, proc.snapshot); KEY=VALUE pairs become its JSON\n"
      "arguments (VALUE is read as JSON when it is a number, true, false\n"
      "or null, a string otherwise), or give them whole with --args.\n"
      "The plugins of the config (-c FILE as for run) are started; no\n"
-     "runbook runs and nothing is stored. Gives up after --for (60s)."},
+     "runbook runs and nothing is stored. Gives up after --for (60s).\n"
+     "The short forms need no config: `vigil probe http URL --count 100`\n"
+     "measures an endpoint as the guide's script does (mean, stdev, min,\n"
+     "max, P50, P95, P99 and the phases), `vigil probe tcp HOST:PORT`\n"
+     "the TCP connect time, `vigil probe proc NAME` snapshots the\n"
+     "processes named NAME. --json prints the raw result."},
     {"help", "vigil help [COMMAND | plugins | plugin NAME]",
      "Show help for a command, list the installed plugins, or show a\n"
      "plugin's options."},
@@ -394,6 +402,80 @@ static int cmd_history(int argc, char **argv, struct tool_opts *t)
     return rc == 0 ? 0 : 1;
 }
 
+/* The short forms: a one-plugin config in memory and the plugin's own
+ * diagnostic. Returns 1 when argv is one (o and *args_out set), 0 when
+ * it is not, 2 on a usage error. */
+static int probe_short(int argc, char **argv, struct daemon_opts *o,
+                       char **args_out, char *conf, size_t size)
+{
+    const char *kind = argc > 1 ? argv[1] : "",
+               *target = argc > 2 ? argv[2] : NULL;
+    int64_t count = 10, interval_ms = 100;
+    json_t *args;
+
+    if ((strcmp(kind, "http") && strcmp(kind, "tcp") && strcmp(kind, "proc")) ||
+        target == NULL || strchr(target, '=') != NULL) {
+        return 0;
+    }
+    o->probe_human = 1; /* --json below turns it off */
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--count") && i + 1 < argc) {
+            if (cfg_parse_int(argv[++i], &count) != 0 || count < 1 ||
+                count > 100000) {
+                fprintf(stderr, "vigil probe: --count: 1 to 100000\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
+            if (cfg_parse_duration_ms(argv[++i], &interval_ms) != 0) {
+                fprintf(stderr, "vigil probe: --interval: a duration\n");
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--json")) {
+            o->probe_human = 0;
+        } else {
+            fprintf(stderr, "vigil probe: unexpected '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (strpbrk(target, "\n\r") != NULL || strlen(target) > 180) {
+        fprintf(stderr, "vigil probe: bad target\n");
+        return 2;
+    }
+    if (!strcmp(kind, "http")) {
+        snprintf(conf, size, "[plugin http probe]\nurl = %s\n", target);
+        o->probe = "http.measure";
+        args = json_pack("{s:s,s:I,s:I}", "url", target, "count",
+                         (json_int_t)count, "interval_ms",
+                         (json_int_t)interval_ms);
+    } else if (!strcmp(kind, "tcp")) {
+        const char *colon = strrchr(target, ':');
+        if (colon == NULL || colon == target) {
+            fprintf(stderr, "vigil probe tcp: expected HOST:PORT\n");
+            return 2;
+        }
+        snprintf(conf, size, "[plugin tcp probe]\nhost = %.*s\nport = %s\n",
+                 (int)(colon - target), target, colon + 1);
+        o->probe = "tcp.measure";
+        args = json_pack("{s:I,s:I}", "count", (json_int_t)count, "interval_ms",
+                         (json_int_t)interval_ms);
+    } else {
+        /* The snapshot of a group needs one collection first. */
+        snprintf(conf, size,
+                 "[plugin proc probe]\nname = %s\ninterval = 100ms\n", target);
+        o->probe_delay_ms = 400;
+        o->probe = "proc.snapshot";
+        args = json_pack("{s:s}", "instance", "probe");
+    }
+    o->config_path = NULL;
+    o->config_name = "vigil probe";
+    o->config_text = conf;
+    o->run_for_ms = 60 * 1000 + count * interval_ms;
+    *args_out = json_dumps(args, JSON_COMPACT);
+    o->probe_args = *args_out;
+    json_decref(args);
+    return 1;
+}
+
 /* vigil probe NAME [k=v]... : arguments as a JSON object. */
 static int cmd_probe(int argc, char **argv, struct daemon_opts *o,
                      char **args_out)
@@ -483,8 +565,12 @@ int main(int argc, char **argv)
                                          : cmd_history(argc - 1, argv + 1, &t);
     }
     if (!strcmp(cmd, "probe")) {
-        char *args = NULL;
-        int rc = cmd_probe(argc - 1, argv + 1, &o, &args);
+        char *args = NULL, conf[512];
+        int rc = probe_short(argc - 1, argv + 1, &o, &args, conf, sizeof(conf));
+        if (rc == 2) {
+            return 2;
+        }
+        rc = rc == 1 ? 0 : cmd_probe(argc - 1, argv + 1, &o, &args);
         if (rc == 0) {
             log_set_level(VIGIL_LOG_WARN);
             rc = daemon_probe(&o);

@@ -244,11 +244,23 @@ interval = 300ms
                                 f"url=http://127.0.0.1:{down}/", "count=3",
                                 "interval_ms=0", "-c", conf],
                                capture_output=True, text=True, timeout=60)
-            out = json.loads(r.stdout) if r.returncode == 0 else None
-            check(out is not None and out["ok"] == 0 and out["errors"] == 3
-                  and out["error_classes"] == {"connect": 3} and
+            out = json.loads(r.stdout) if r.stdout.strip() else None
+            check(r.returncode == 1 and out is not None and out["ok"] == 0
+                  and out["errors"] == 3 and
+                  out["error_classes"] == {"connect": 3} and
                   out["mean_ms"] is None,
-                  f"a closed port: all errors, no statistics: {out}")
+                  f"a closed port: all errors, no statistics, exit 1: {out}")
+            # The short form needs no config and prints the statistics
+            # the guide's script prints.
+            r = subprocess.run([vt.VIGIL, "probe", "http", base + "/",
+                                "--count", "5", "--interval", "10ms"],
+                               capture_output=True, text=True, timeout=60,
+                               env=dict(os.environ,
+                                        VIGIL_PLUGIN_DIR=vt.PLUGINS))
+            check(r.returncode == 0 and "requests: 5 ok, 0 errors" in r.stdout
+                  and all(k in r.stdout for k in
+                          ("Mean", "StdDev", "Min", "Max", "P95", "P99")),
+                  f"vigil probe http URL --count 5: {r.stdout!r}")
     finally:
         hang.close()
         srv.shutdown()

@@ -122,11 +122,11 @@ interval = 300ms
                             f"port={down}", "count=3", "interval_ms=0",
                             "-c", conf], capture_output=True, text=True,
                            timeout=60)
-        out = json.loads(r.stdout) if r.returncode == 0 else None
-        check(out is not None and out["errors"] == 3 and
-              out["error_classes"] == {"refused": 3} and
+        out = json.loads(r.stdout) if r.stdout.strip() else None
+        check(r.returncode == 1 and out is not None and out["errors"] == 3
+              and out["error_classes"] == {"refused": 3} and
               out["mean_ms"] is None,
-              f"tcp.measure on a closed port: {out}")
+              f"tcp.measure on a closed port: exit 1, {out}")
     lsn.close()
     return vt.summary()
 
