@@ -336,3 +336,32 @@ void curl_uv_close(struct curl_uv *cu)
     curl_multi_cleanup(cu->multi);
     cu->multi = NULL;
 }
+
+CURLcode curl_uv_easy_defaults(CURL *e, const char *url, int64_t timeout_ms,
+                               int tls_verify, const char *ca_file)
+{
+    CURLcode c = curl_easy_setopt(e, CURLOPT_URL, url);
+
+    if (c == CURLE_OK) {
+        c = curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    }
+    if (c == CURLE_OK) {
+        c = curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    }
+    if (c == CURLE_OK) {
+        c = curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    }
+    if (c == CURLE_OK) {
+        c = curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    }
+    if (c == CURLE_OK) {
+        c = curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls_verify ? 1L : 0L);
+    }
+    if (c == CURLE_OK) {
+        c = curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls_verify ? 2L : 0L);
+    }
+    if (c == CURLE_OK && ca_file != NULL) {
+        c = curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
+    }
+    return c;
+}

@@ -82,6 +82,13 @@ int curl_uv_global_init(void);
 /* Undo one successful curl_uv_global_init(). Does not fail. */
 void curl_uv_global_cleanup(void);
 
+/* The options every vigil HTTP client sets the same way: the URL, only
+ * http and https, the timeout for the whole transfer and its connect, no
+ * signals, TLS verification (on unless tls_verify is 0) and an optional CA
+ * file. Returns the first CURLcode that is not CURLE_OK. */
+CURLcode curl_uv_easy_defaults(CURL *e, const char *url, int64_t timeout_ms,
+                               int tls_verify, const char *ca_file);
+
 /* Create a driver on loop. Returns 0 and sets *out, or VIGIL_ENOMEM /
  * VIGIL_EIO (*out NULL). */
 int curl_uv_create(uv_loop_t *loop, struct curl_uv **out);

@@ -40,6 +40,8 @@
 #include <jansson.h>
 #include <vigil/plugin.h>
 
+#include "measure.h"
+
 #include "curl_uv.h"
 
 #define HTTP_URL_SHOWN_MAX 256
@@ -356,11 +358,8 @@ static int http_xfer_init(struct http *s, struct http_xfer *xf, const char *url,
             c = curl_easy_setopt(e, opt, val);                                 \
         }                                                                      \
     } while (0)
-    HTTP_SETOPT(CURLOPT_URL, url);
-    HTTP_SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-    HTTP_SETOPT(CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    HTTP_SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-    HTTP_SETOPT(CURLOPT_NOSIGNAL, 1L);
+    c = curl_uv_easy_defaults(e, url, timeout_ms, cfg->tls_verify,
+                              cfg->ca_file);
     /* Measure DNS and connect on every request. */
     HTTP_SETOPT(CURLOPT_FRESH_CONNECT, 1L);
     HTTP_SETOPT(CURLOPT_FORBID_REUSE, 1L);
@@ -370,11 +369,6 @@ static int http_xfer_init(struct http *s, struct http_xfer *xf, const char *url,
     HTTP_SETOPT(CURLOPT_WRITEFUNCTION, http_on_body);
     HTTP_SETOPT(CURLOPT_WRITEDATA, (void *)xf);
     HTTP_SETOPT(CURLOPT_ERRORBUFFER, xf->err);
-    HTTP_SETOPT(CURLOPT_SSL_VERIFYPEER, cfg->tls_verify ? 1L : 0L);
-    HTTP_SETOPT(CURLOPT_SSL_VERIFYHOST, cfg->tls_verify ? 2L : 0L);
-    if (cfg->ca_file != NULL) {
-        HTTP_SETOPT(CURLOPT_CAINFO, cfg->ca_file);
-    }
     if (strcmp(cfg->method, "HEAD") == 0) {
         HTTP_SETOPT(CURLOPT_NOBODY, 1L);
     } else if (strcmp(cfg->method, "GET") != 0 || cfg->body != NULL) {
@@ -474,65 +468,6 @@ static int http_collect(void *state)
 }
 
 /* ------------------------------------------------------------------------
- * Statistics of a measurement: the guide's measure_latency.py (mean,
- * sample standard deviation, min, max, percentiles interpolated between
- * closest ranks).
- */
-
-static int http_dbl_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-/* p in [0, 1] of sorted v[0..n-1], n > 0. */
-static double http_pct(const double *v, size_t n, double p)
-{
-    double pos = p * (double)(n - 1);
-    size_t lo = (size_t)pos;
-    double frac = pos - (double)lo;
-
-    if (lo + 1 >= n) {
-        return v[n - 1];
-    }
-    return v[lo] + (v[lo + 1] - v[lo]) * frac;
-}
-
-static void http_stats_set(json_t *o, double *v, size_t n)
-{
-    double sum = 0.0, var = 0.0, mean;
-    size_t i;
-
-    if (n == 0) {
-        json_object_set_new(o, "mean_ms", json_null());
-        json_object_set_new(o, "stdev_ms", json_null());
-        json_object_set_new(o, "min_ms", json_null());
-        json_object_set_new(o, "max_ms", json_null());
-        json_object_set_new(o, "p50_ms", json_null());
-        json_object_set_new(o, "p95_ms", json_null());
-        json_object_set_new(o, "p99_ms", json_null());
-        return;
-    }
-    qsort(v, n, sizeof(*v), http_dbl_cmp);
-    for (i = 0; i < n; i++) {
-        sum += v[i];
-    }
-    mean = sum / (double)n;
-    for (i = 0; i < n; i++) {
-        var += (v[i] - mean) * (v[i] - mean);
-    }
-    var = n > 1 ? var / (double)(n - 1) : 0.0;
-    json_object_set_new(o, "mean_ms", json_real(mean));
-    json_object_set_new(o, "stdev_ms", json_real(sqrt(var)));
-    json_object_set_new(o, "min_ms", json_real(v[0]));
-    json_object_set_new(o, "max_ms", json_real(v[n - 1]));
-    json_object_set_new(o, "p50_ms", json_real(http_pct(v, n, 0.50)));
-    json_object_set_new(o, "p95_ms", json_real(http_pct(v, n, 0.95)));
-    json_object_set_new(o, "p99_ms", json_real(http_pct(v, n, 0.99)));
-}
-
-/* ------------------------------------------------------------------------
  * http.measure.
  */
 
@@ -605,7 +540,7 @@ static void http_req_finish(struct http_req *rq)
         json_object_set_new(o, "count", json_integer(rq->count));
         json_object_set_new(o, "ok", json_integer(rq->ok));
         json_object_set_new(o, "errors", json_integer(rq->errors));
-        http_stats_set(o, rq->total, (size_t)rq->ok);
+        measure_stats_set(o, rq->total, (size_t)rq->ok);
         json_object_set_new(ph, "dns", json_real(rq->sum_dns / n));
         json_object_set_new(ph, "connect", json_real(rq->sum_connect / n));
         json_object_set_new(ph, "tls", json_real(rq->sum_tls / n));

@@ -474,14 +474,11 @@ static int prom_easy_setup(struct prom *s, const struct prom_config *cfg)
             c = curl_easy_setopt(e, opt, val);                                 \
         }                                                                      \
     } while (0)
-    PROM_SETOPT(CURLOPT_URL, cfg->url);
-    PROM_SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+    c = curl_uv_easy_defaults(e, cfg->url, cfg->timeout_ms, cfg->tls_verify,
+                              cfg->ca_file);
     PROM_SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     PROM_SETOPT(CURLOPT_FOLLOWLOCATION, 1L);
     PROM_SETOPT(CURLOPT_MAXREDIRS, 5L);
-    PROM_SETOPT(CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
-    PROM_SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->timeout_ms);
-    PROM_SETOPT(CURLOPT_NOSIGNAL, 1L);
     PROM_SETOPT(CURLOPT_HTTPHEADER, s->headers);
     PROM_SETOPT(CURLOPT_ACCEPT_ENCODING, "");
     PROM_SETOPT(CURLOPT_USERAGENT, "vigil-prom/0.1.0");
@@ -489,11 +486,6 @@ static int prom_easy_setup(struct prom *s, const struct prom_config *cfg)
     PROM_SETOPT(CURLOPT_WRITEDATA, (void *)s);
     PROM_SETOPT(CURLOPT_ERRORBUFFER, s->curl_err);
     PROM_SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_bytes);
-    PROM_SETOPT(CURLOPT_SSL_VERIFYPEER, cfg->tls_verify ? 1L : 0L);
-    PROM_SETOPT(CURLOPT_SSL_VERIFYHOST, cfg->tls_verify ? 2L : 0L);
-    if (cfg->ca_file != NULL) {
-        PROM_SETOPT(CURLOPT_CAINFO, cfg->ca_file);
-    }
     if (cfg->bearer_token != NULL) {
         PROM_SETOPT(CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
         PROM_SETOPT(CURLOPT_XOAUTH2_BEARER, cfg->bearer_token);

@@ -27,6 +27,8 @@
 #include <uv.h>
 #include <vigil/plugin.h>
 
+#include "measure.h"
+
 #define TCP_HOST_MAX 256
 #define TCP_MEASURE_COUNT_MAX 100000
 #define TCP_MS_MAX (3600 * 1000L)
@@ -350,56 +352,6 @@ struct tcp_req {
     double *ms;
 };
 
-static int tcp_dbl_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double tcp_pct(const double *v, size_t n, double p)
-{
-    double pos = p * (double)(n - 1);
-    size_t lo = (size_t)pos;
-
-    if (lo + 1 >= n) {
-        return v[n - 1];
-    }
-    return v[lo] + (v[lo + 1] - v[lo]) * (pos - (double)lo);
-}
-
-static void tcp_stats_set(json_t *o, double *v, size_t n)
-{
-    static const char *const keys[] = {"mean_ms", "stdev_ms", "min_ms",
-                                       "max_ms",  "p50_ms",   "p95_ms",
-                                       "p99_ms"};
-    double sum = 0.0, var = 0.0, mean;
-    size_t i;
-
-    if (n == 0) {
-        for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-            json_object_set_new(o, keys[i], json_null());
-        }
-        return;
-    }
-    qsort(v, n, sizeof(*v), tcp_dbl_cmp);
-    for (i = 0; i < n; i++) {
-        sum += v[i];
-    }
-    mean = sum / (double)n;
-    for (i = 0; i < n; i++) {
-        var += (v[i] - mean) * (v[i] - mean);
-    }
-    var = n > 1 ? var / (double)(n - 1) : 0.0;
-    json_object_set_new(o, "mean_ms", json_real(mean));
-    json_object_set_new(o, "stdev_ms", json_real(sqrt(var)));
-    json_object_set_new(o, "min_ms", json_real(v[0]));
-    json_object_set_new(o, "max_ms", json_real(v[n - 1]));
-    json_object_set_new(o, "p50_ms", json_real(tcp_pct(v, n, 0.50)));
-    json_object_set_new(o, "p95_ms", json_real(tcp_pct(v, n, 0.95)));
-    json_object_set_new(o, "p99_ms", json_real(tcp_pct(v, n, 0.99)));
-}
-
 static void tcp_req_maybe_free(struct tcp_req *rq)
 {
     if (!rq->gap_open && !rq->at_open) {
@@ -460,7 +412,7 @@ static void tcp_req_finish(struct tcp_req *rq)
         json_object_set_new(o, "count", json_integer(rq->count));
         json_object_set_new(o, "ok", json_integer(rq->ok));
         json_object_set_new(o, "errors", json_integer(rq->errors));
-        tcp_stats_set(o, rq->ms, (size_t)rq->ok);
+        measure_stats_set(o, rq->ms, (size_t)rq->ok);
         for (i = 0; i < TCP_NERR; i++) {
             if (rq->class_errors[i] > 0) {
                 json_object_set_new(cl, tcp_err_names[i],

@@ -150,14 +150,14 @@ int hook_post(struct hook_mgr *h, const char *url, const char *body,
         r->headers = l;
     }
     CURL *e = r->x.easy;
-    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    if (curl_uv_easy_defaults(e, r->url, timeout_ms, 1, NULL) != CURLE_OK) {
+        goto fail;
+    }
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_answer);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "vigil");
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     r->x.done_cb = on_done;
     r->x.data = r;
     r->h = h;
