@@ -19,7 +19,9 @@ DEPS := build-essential cmake pkg-config clang clang-format \
         libuv1-dev libinih-dev liblua5.4-dev libsqlite3-dev libjansson-dev \
         libcmocka-dev python3 \
         libcurl4-openssl-dev python3-prometheus-client \
-        libpq-dev postgresql postgresql-contrib
+        libpq-dev postgresql postgresql-contrib \
+        libwebsockets-dev libwebsockets-evlib-uv python3-websockets \
+        openssl sqlite3 prometheus chromium
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'

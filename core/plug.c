@@ -2,6 +2,7 @@
 #include "plug.h"
 
 #include <dlfcn.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -418,9 +419,17 @@ static int host_register_diag(vigil_instance *inst, const struct vigil_diag *d)
     if (d == NULL || d->name == NULL || d->run == NULL) {
         return VIGIL_EINVAL;
     }
-    if (plug_find_diag(inst->set, d->name) != NULL) {
-        log_warn(inst->src, "diagnostic '%s' is already registered", d->name);
-        return VIGIL_EEXIST;
+    /* Instances of one plugin each have their own; two plugins never
+     * share a name. */
+    for (vigil_instance *i = inst->set->insts; i != NULL; i = i->next) {
+        for (unsigned k = 0; k < i->ndiags; k++) {
+            if (strcmp(i->diags[k]->name, d->name) == 0 &&
+                (i == inst || i->mod != inst->mod)) {
+                log_warn(inst->src, "diagnostic '%s' is already registered",
+                         d->name);
+                return VIGIL_EEXIST;
+            }
+        }
     }
     if (inst->ndiags == PLUG_DIAGS_MAX) {
         return VIGIL_ELIMIT;
@@ -731,10 +740,17 @@ void plug_set_counts(const struct plug_set *ps, unsigned *running,
 /* ---------------------------------------------------------------- diagnostics
  */
 
-static const struct vigil_diag *
-find_diag(const struct plug_set *ps, const char *name, vigil_instance **owner)
+/* The diagnostic NAME of the instance called INSTANCE, or of the first
+ * instance that has it when INSTANCE is NULL. */
+static const struct vigil_diag *find_diag_of(const struct plug_set *ps,
+                                             const char *name,
+                                             const char *instance,
+                                             vigil_instance **owner)
 {
     for (vigil_instance *i = ps->insts; i != NULL; i = i->next) {
+        if (instance != NULL && strcmp(i->name, instance) != 0) {
+            continue;
+        }
         for (unsigned k = 0; k < i->ndiags; k++) {
             if (strcmp(i->diags[k]->name, name) == 0) {
                 *owner = i;
@@ -743,6 +759,32 @@ find_diag(const struct plug_set *ps, const char *name, vigil_instance **owner)
         }
     }
     return NULL;
+}
+
+static const struct vigil_diag *
+find_diag(const struct plug_set *ps, const char *name, vigil_instance **owner)
+{
+    return find_diag_of(ps, name, NULL, owner);
+}
+
+/* The "instance" member of a JSON object, copied into buf; NULL when
+ * there is none. A cheap scan first: most arguments never name one. */
+static const char *args_instance(const char *args, char *buf, size_t size)
+{
+    json_t *a, *v;
+    const char *out = NULL;
+
+    if (args == NULL || strstr(args, "\"instance\"") == NULL) {
+        return NULL;
+    }
+    a = json_loads(args, JSON_DECODE_ANY, NULL);
+    v = json_is_object(a) ? json_object_get(a, "instance") : NULL;
+    if (json_is_string(v) && json_string_length(v) < size) {
+        snprintf(buf, size, "%s", json_string_value(v));
+        out = buf;
+    }
+    json_decref(a);
+    return out;
 }
 
 const struct vigil_diag *plug_find_diag(const struct plug_set *ps,
@@ -757,7 +799,16 @@ int plug_diag_run(struct plug_set *ps, const char *name, const char *args_json,
                   plug_reply_cb cb, void *arg)
 {
     vigil_instance *owner = NULL;
-    const struct vigil_diag *d = find_diag(ps, name, &owner);
+    char ibuf[128];
+    /* {"instance": NAME} picks which instance runs it: http.measure of
+     * the "api" target rather than of whichever came first. */
+    const char *inst = args_instance(args_json, ibuf, sizeof(ibuf));
+    const struct vigil_diag *d = find_diag_of(ps, name, inst, &owner);
+
+    if (d == NULL && inst != NULL) {
+        /* A plugin may resolve "instance" itself (proc.snapshot). */
+        d = find_diag(ps, name, &owner);
+    }
     vigil_request *req;
     int rc;
 

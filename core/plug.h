@@ -90,8 +90,10 @@ const struct vigil_diag *plug_find_diag(const struct plug_set *ps,
                                         const char *name);
 
 /* Run a diagnostic; cb is called exactly once, possibly before this
- * returns. Returns 0, or VIGIL_ENOENT when no such diagnostic exists (cb
- * is then not called). */
+ * returns. An "instance" member in args_json picks the instance of that
+ * name; otherwise the first instance that registered it runs it. Returns
+ * 0, or VIGIL_ENOENT when no such diagnostic exists (cb is then not
+ * called). */
 int plug_diag_run(struct plug_set *ps, const char *name, const char *args_json,
                   plug_reply_cb cb, void *arg);
 
