@@ -158,6 +158,9 @@ struct daemon {
     int handles_up;
     int probe_rc;
     int probe_human;
+    int probe_tty;          /* progress bar on stderr */
+    int probe_bar;          /* a bar is drawn and must be erased */
+    int64_t probe_drawn_ns; /* when it was last drawn */
     const struct daemon_opts *opts;
     uv_timer_t probe_timer;
 
@@ -698,10 +701,37 @@ static void print_measure(const json_t *v)
     }
 }
 
+/* A progress bar on stderr while a measurement runs, only on a terminal:
+ * redrawn at most every 100 ms, erased before the result is printed. */
+static void on_probe_progress(void *arg, unsigned done, unsigned total)
+{
+    struct daemon *d = arg;
+    int64_t now = clock_mono_ns();
+    char bar[31];
+    unsigned fill;
+
+    if (!d->probe_tty || total == 0 ||
+        (done < total && now - d->probe_drawn_ns < 100000000)) {
+        return;
+    }
+    d->probe_drawn_ns = now;
+    fill = (unsigned)((uint64_t)(done > total ? total : done) * 30 / total);
+    memset(bar, '#', fill);
+    memset(bar + fill, '.', 30 - fill);
+    bar[30] = '\0';
+    fprintf(stderr, "\r%s [%s] %u/%u", d->opts->probe, bar, done, total);
+    d->probe_bar = 1;
+}
+
 static void on_probe_reply(void *arg, int status, const char *json)
 {
     struct daemon *d = arg;
     json_t *v = json ? json_loads(json, JSON_DECODE_ANY, NULL) : NULL;
+
+    if (d->probe_bar) {
+        fputs("\r\033[K", stderr); /* the bar gives way to the result */
+        d->probe_bar = 0;
+    }
 
     if (v != NULL && d->probe_human && json_is_object(v) &&
         json_object_get(v, "mean_ms") != NULL) {
@@ -735,9 +765,9 @@ static void list_diag(void *arg, const char *instance,
 
 static void probe_start(struct daemon *d, const struct daemon_opts *o)
 {
-    int rc =
-        plug_diag_run(d->plugs, o->probe, o->probe_args ? o->probe_args : "{}",
-                      on_probe_reply, d);
+    int rc = plug_diag_run_progress(d->plugs, o->probe,
+                                    o->probe_args ? o->probe_args : "{}",
+                                    on_probe_reply, on_probe_progress, d);
 
     if (rc == VIGIL_ENOENT) {
         fprintf(stderr,
@@ -890,6 +920,7 @@ int daemon_run(const struct daemon_opts *o)
     if (o->probe != NULL) {
         d->probe_rc = -1; /* no reply yet */
         d->probe_human = o->probe_human;
+        d->probe_tty = o->probe_human && isatty(STDERR_FILENO);
         d->opts = o;
         if (o->probe_delay_ms > 0) {
             uv_timer_start(&d->probe_timer, on_probe_timer,

@@ -68,6 +68,7 @@ struct plug_set {
 
 struct vigil_request {
     plug_reply_cb cb;
+    plug_progress_cb progress;
     void *arg;
 };
 
@@ -449,6 +450,13 @@ static const char *host_instance_name(vigil_instance *inst)
     return inst->name;
 }
 
+static void host_progress(vigil_request *req, unsigned done, unsigned total)
+{
+    if (req != NULL && req->progress != NULL) {
+        req->progress(req->arg, done, total);
+    }
+}
+
 static const struct vigil_host plug_host = {
     .abi_version = VIGIL_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(struct vigil_host),
@@ -463,6 +471,7 @@ static const struct vigil_host plug_host = {
     .register_diag = host_register_diag,
     .reply = host_reply,
     .instance_name = host_instance_name,
+    .progress = host_progress,
 };
 
 /* ---------------------------------------------------------------- instances */
@@ -798,6 +807,13 @@ const struct vigil_diag *plug_find_diag(const struct plug_set *ps,
 int plug_diag_run(struct plug_set *ps, const char *name, const char *args_json,
                   plug_reply_cb cb, void *arg)
 {
+    return plug_diag_run_progress(ps, name, args_json, cb, NULL, arg);
+}
+
+int plug_diag_run_progress(struct plug_set *ps, const char *name,
+                           const char *args_json, plug_reply_cb cb,
+                           plug_progress_cb progress, void *arg)
+{
     vigil_instance *owner = NULL;
     char ibuf[128];
     /* {"instance": NAME} picks which instance runs it: http.measure of
@@ -821,6 +837,7 @@ int plug_diag_run(struct plug_set *ps, const char *name, const char *args_json,
         return 0;
     }
     req->cb = cb;
+    req->progress = progress;
     req->arg = arg;
     rc = d->run(owner->state, args_json ? args_json : "{}", req);
     if (rc < 0) {

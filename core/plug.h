@@ -84,6 +84,8 @@ void plug_set_counts(const struct plug_set *ps, unsigned *running,
 
 /* Diagnostics and actions registered by plugins. */
 typedef void (*plug_reply_cb)(void *arg, int status, const char *json);
+/* A diagnostic's progress: done of total steps. */
+typedef void (*plug_progress_cb)(void *arg, unsigned done, unsigned total);
 
 /* Find a registered diagnostic by name; NULL when none. */
 const struct vigil_diag *plug_find_diag(const struct plug_set *ps,
@@ -96,6 +98,10 @@ const struct vigil_diag *plug_find_diag(const struct plug_set *ps,
  * called). */
 int plug_diag_run(struct plug_set *ps, const char *name, const char *args_json,
                   plug_reply_cb cb, void *arg);
+/* The same, with progress reported to progress (may be NULL). */
+int plug_diag_run_progress(struct plug_set *ps, const char *name,
+                           const char *args_json, plug_reply_cb cb,
+                           plug_progress_cb progress, void *arg);
 
 /* Call fn for every registered diagnostic. */
 void plug_foreach_diag(const struct plug_set *ps,

@@ -250,7 +250,25 @@ struct vigil_host {
     /* The instance name ("api" in `[plugin http api]`), or the plugin name
      * when the section names no instance. */
     const char *(*instance_name)(vigil_instance *inst);
+
+    /* Say how far a long diagnostic has got (done of total steps: 37 of
+     * 100 requests), shown by `vigil probe` on a terminal. Optional to
+     * call; call it through vigil_progress(), which checks that the core
+     * is new enough to have it. */
+    void (*progress)(vigil_request *req, unsigned done, unsigned total);
 };
+
+/* host->progress when this core has it; nothing otherwise. */
+static inline void vigil_progress(const struct vigil_host *host,
+                                  vigil_request *req, unsigned done,
+                                  unsigned total)
+{
+    if (host->struct_size >=
+            offsetof(struct vigil_host, progress) + sizeof(host->progress) &&
+        host->progress != NULL) {
+        host->progress(req, done, total);
+    }
+}
 
 /* ------------------------------------------------------------------------
  * The descriptor a plugin exports as `vigil_plugin`.

@@ -602,6 +602,8 @@ static void http_req_on_done(struct curl_uv_xfer *x, CURLcode result,
         rq->errors++;
         rq->class_errors[r.err_class]++;
     }
+    vigil_progress(rq->s->host, rq->req, (unsigned)rq->done,
+                   (unsigned)rq->count);
     if (rq->done >= rq->count) {
         http_req_finish(rq);
     } else {

@@ -458,6 +458,8 @@ static void tcp_req_on_attempt(struct tcp_attempt *a, int err_class, double ms,
         rq->errors++;
         rq->class_errors[err_class]++;
     }
+    vigil_progress(rq->s->host, rq->req, (unsigned)rq->done,
+                   (unsigned)rq->count);
     if (rq->done >= rq->count) {
         tcp_req_finish(rq);
     } else {

@@ -113,6 +113,27 @@ def of(samples, name, inst, **want):
             all(lab.get(k) == w for k, w in want.items())]
 
 
+def probe_on_tty(argv):
+    """Run argv with stdout and stderr on a pseudo-terminal; its output."""
+    import pty
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["VIGIL_PLUGIN_DIR"] = vt.PLUGINS
+        os.execv(argv[0], argv)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return out.decode(errors="replace")
+
+
 def main():
     check = vt.check
     if not os.path.exists(os.path.join(vt.PLUGINS, "http.so")):
@@ -261,6 +282,13 @@ interval = 300ms
                   and all(k in r.stdout for k in
                           ("Mean", "StdDev", "Min", "Max", "P95", "P99")),
                   f"vigil probe http URL --count 5: {r.stdout!r}")
+            check("[" not in r.stderr, "no progress bar when stderr is a pipe")
+            bar = probe_on_tty([vt.VIGIL, "probe", "http", base + "/",
+                                "--count", "4", "--interval", "150ms"])
+            check("] 4/4" in bar and "\r\x1b[K" in bar and
+                  bar.index("] 4/4") < bar.index("Latency statistics"),
+                  f"on a terminal a progress bar runs to 4/4 and is erased "
+                  f"before the result: {bar[-300:]!r}")
     finally:
         hang.close()
         srv.shutdown()
