@@ -18,6 +18,7 @@
 struct curl_uv_sock {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* what the poll handle watches now */
     struct curl_uv *cu;
     struct curl_uv_sock *prev, *next;
 };
@@ -235,11 +236,15 @@ static int curl_uv_sock_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     }
     events |= (what & CURL_POLL_IN) ? UV_READABLE : 0;
     events |= (what & CURL_POLL_OUT) ? UV_WRITABLE : 0;
-    /* uv_poll_start re-arms (epoll DEL + ADD), so calling it again for
-     * a changed interest is fine. */
+    /* curl repeats its interest often; an unchanged one needs no
+     * epoll_ctl. uv_poll_start re-arms for a changed one. */
+    if (events == s->events) {
+        return 0;
+    }
     if (uv_poll_start(&s->poll, events, curl_uv_on_poll) != 0) {
         return -1;
     }
+    s->events = events;
     return 0;
 }
 

@@ -11,7 +11,8 @@
  * host->collect_done() sets http.up and http.collect_ms.
  *
  * Each request opens a fresh connection with no DNS cache, so that the
- * DNS and connect phases are measured every time. Redirects are not
+ * DNS and connect phases are measured every time, unless keep_alive asks
+ * for what a pooled client sees. Redirects are not
  * followed: the status seen is the first response's.
  *
  * Published per request (labels: instance):
@@ -60,6 +61,7 @@ struct http_config {
     const char *match;
     int tls_verify;
     const char *ca_file;
+    int keep_alive;
 };
 
 static const struct vigil_option http_options[] = {
@@ -106,6 +108,14 @@ static const struct vigil_option http_options[] = {
      .offset = offsetof(struct http_config, ca_file),
      .help = "CA certificates (PEM) to check the server with, instead of "
              "the system's"},
+    {.key = "keep_alive",
+     .type = VIGIL_OPT_BOOL,
+     .def = "no",
+     .offset = offsetof(struct http_config, keep_alive),
+     .help = "reuse the connection between requests, as a client with a "
+             "connection pool does (dns_ms and connect_ms are then 0 on "
+             "a reused connection); by default every request opens a "
+             "fresh one"},
     {.key = NULL},
 };
 
@@ -360,10 +370,12 @@ static int http_xfer_init(struct http *s, struct http_xfer *xf, const char *url,
     } while (0)
     c = curl_uv_easy_defaults(e, url, timeout_ms, cfg->tls_verify,
                               cfg->ca_file);
-    /* Measure DNS and connect on every request. */
-    HTTP_SETOPT(CURLOPT_FRESH_CONNECT, 1L);
-    HTTP_SETOPT(CURLOPT_FORBID_REUSE, 1L);
-    HTTP_SETOPT(CURLOPT_DNS_CACHE_TIMEOUT, 0L);
+    if (!cfg->keep_alive) {
+        /* Measure DNS and connect on every request. */
+        HTTP_SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+        HTTP_SETOPT(CURLOPT_FORBID_REUSE, 1L);
+        HTTP_SETOPT(CURLOPT_DNS_CACHE_TIMEOUT, 0L);
+    }
     HTTP_SETOPT(CURLOPT_HTTPHEADER, s->headers);
     HTTP_SETOPT(CURLOPT_USERAGENT, "vigil-http/0.1.0");
     HTTP_SETOPT(CURLOPT_WRITEFUNCTION, http_on_body);
