@@ -20,7 +20,7 @@ DEPS := build-essential cmake pkg-config clang clang-format \
         libcmocka-dev python3 \
         libcurl4-openssl-dev python3-prometheus-client \
         libpq-dev postgresql postgresql-contrib \
-        libwebsockets-dev libwebsockets-evlib-uv python3-websockets \
+        libwebsockets-dev libwebsockets-evlib-uv libssl-dev python3-websockets \
         openssl sqlite3 prometheus chromium
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
@@ -37,6 +37,7 @@ deps:
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
 	    grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -14,6 +14,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "plug.h"
 #include "paths.h"
@@ -67,10 +68,11 @@ struct rules_conf {
 #define ROFF(f) offsetof(struct rules_conf, f)
 static const struct vigil_option rules_options[] = {
     {"dir", VIGIL_OPT_STRING, NULL, ROFF(dir),
-     "runbooks: every *.lua below it (default: the shipped rules/)", 0, NULL},
+     "runbooks: every *.lua below it (default: the shipped rules/host/)", 0,
+     NULL},
     {"scripts", VIGIL_OPT_STRING, NULL, ROFF(scripts),
-     "where runbooks `require` Lua modules from (default: shipped "
-     "scripts/)",
+     "where runbooks `require` Lua modules from: directories separated "
+     "by ';', searched in order before the shipped scripts/",
      0, NULL},
     {"budget", VIGIL_OPT_DURATION, "50ms", ROFF(budget_ms),
      "time one runbook call may take before it is aborted", 0, NULL},
@@ -130,7 +132,8 @@ static const struct vigil_option actions_options[] = {
 #undef AOFF
 
 /* Sections the core knows; later modules append theirs. */
-static const char daemon_sections[] = "vigil, plugin, rules, store, actions";
+static const char daemon_sections[] =
+    "vigil, plugin, rules, store, actions, http";
 
 struct daemon {
     uv_loop_t loop;
@@ -139,6 +142,8 @@ struct daemon {
     struct rules_conf rconf;
     struct store_conf sconf;
     struct actions_conf aconf;
+    struct http_conf hconf;
+    struct http *http;
     struct store *store;
     struct inc_mgr *incidents;
     char rules_dir[PATH_MAX];
@@ -192,6 +197,33 @@ static void report_diag(struct cfg_diag *diag)
     }
 }
 
+/* [rules] scripts is a ';'-separated list of directories, each relative
+ * to the config, searched in order; the shipped scripts/ comes last, so
+ * an operator's module (genesis/levels.lua) overrides the shipped one
+ * without copying the rest. The result goes to d->scripts_dir. */
+static void scripts_path(struct daemon *d, char *buf, size_t size)
+{
+    char *out = d->scripts_dir, *end = out + sizeof(d->scripts_dir);
+    const char *p = d->rconf.scripts ? d->rconf.scripts : "";
+
+    *out = '\0';
+    while (*p != '\0') {
+        size_t n = strcspn(p, ";");
+        char one[PATH_MAX];
+
+        if (n > 0 && n < sizeof(one)) {
+            memcpy(one, p, n);
+            one[n] = '\0';
+            out += snprintf(out, (size_t)(end - out), "%s;",
+                            cfg_resolve_path(d->cfg, one));
+            out = out < end ? out : end - 1;
+        }
+        p += n + (p[n] == ';');
+    }
+    snprintf(out, (size_t)(end - out), "%s",
+             paths_data_dir("scripts", buf, size));
+}
+
 /* The [rules] section; directories default to the shipped ones. */
 static void load_rules_conf(struct daemon *d, struct cfg_diag *diag)
 {
@@ -207,10 +239,8 @@ static void load_rules_conf(struct daemon *d, struct cfg_diag *diag)
     }
     snprintf(d->rules_dir, sizeof(d->rules_dir), "%s",
              d->rconf.dir ? cfg_resolve_path(d->cfg, d->rconf.dir)
-                          : paths_data_dir("rules", buf, sizeof(buf)));
-    snprintf(d->scripts_dir, sizeof(d->scripts_dir), "%s",
-             d->rconf.scripts ? cfg_resolve_path(d->cfg, d->rconf.scripts)
-                              : paths_data_dir("scripts", buf, sizeof(buf)));
+                          : paths_data_dir("rules/host", buf, sizeof(buf)));
+    scripts_path(d, buf, sizeof(buf));
 }
 
 /* Create the runbook engine and load every runbook. Problems go to diag;
@@ -351,6 +381,7 @@ static int load_config(const struct daemon_opts *o, struct daemon *d,
               &d->sconf, diag);
     cfg_apply(d->cfg, actions_options, cfg_first(d->cfg, "actions"), NULL,
               &d->aconf, diag);
+    http_conf_load(d->cfg, &d->hconf, diag);
     return diag->n ? VIGIL_ECONFIG : 0;
 }
 
@@ -595,6 +626,7 @@ static void daemon_stop(struct daemon *d, const char *why)
     }
     d->stopping = 1;
     log_info("core", "stopping (%s)", why);
+    http_stop(d->http);
     plug_set_stop(d->plugs);
     rb_engine_stop(d->rules);
     inc_stop(d->incidents);
@@ -615,15 +647,24 @@ static void daemon_stop(struct daemon *d, const char *why)
     uv_unref((uv_handle_t *)&d->grace_timer);
 }
 
+/* SIGHUP, or POST /api/v1/reload. */
+static void daemon_reload(void *arg)
+{
+    struct daemon *d = arg;
+
+    log_info("core", "reloading (%u hooks)", d->nreload);
+    for (unsigned i = 0; i < d->nreload; i++) {
+        d->reload[i].cb(d->reload[i].arg);
+    }
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct daemon *d = s->data;
 
     if (signum == SIGHUP) {
-        log_info("core", "SIGHUP: reloading (%u hooks)", d->nreload);
-        for (unsigned i = 0; i < d->nreload; i++) {
-            d->reload[i].cb(d->reload[i].arg);
-        }
+        log_info("core", "SIGHUP");
+        daemon_reload(d);
         return;
     }
     daemon_stop(d, signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -780,6 +821,39 @@ static void probe_start(struct daemon *d, const struct daemon_opts *o)
     }
 }
 
+/* ---------------------------------------------------------------- investigate
+ */
+
+static void on_investigated(void *arg, int64_t id)
+{
+    struct daemon *d = arg;
+
+    *d->opts->investigated = id;
+    /* Not from inside the incident manager: stop on the next turn. */
+    uv_timer_start(&d->for_timer, on_for_timer, 0, 0);
+}
+
+static void list_runbook(void *arg, const struct rb_runbook *rb)
+{
+    (void)arg;
+    fprintf(stderr, "  %-24s %s (%s:%d)\n", rb->name, rb->title, rb->path,
+            rb->line);
+}
+
+/* Plugins have collected once: run the runbook's steps. */
+static void on_investigate_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    const char *name = d->opts->investigate;
+
+    if (inc_investigate(d->incidents, name, on_investigated, d) != 0) {
+        fprintf(stderr, "vigil investigate: no runbook '%s'; loaded here:\n",
+                name);
+        rb_engine_foreach_runbook(d->rules, list_runbook, NULL);
+        uv_timer_start(&d->for_timer, on_for_timer, 0, 0);
+    }
+}
+
 static void on_probe_timer(uv_timer_t *t)
 {
     struct daemon *d = t->data;
@@ -849,7 +923,8 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
         return 2;
     }
     /* A probe's output is its result: only warnings and errors besides. */
-    log_set_level(o->probe ? VIGIL_LOG_WARN : d->conf.log_level);
+    log_set_level(o->probe || o->investigate ? VIGIL_LOG_WARN
+                                             : d->conf.log_level);
     bus_limits_default(&lim);
     lim.window_default = (uint32_t)d->conf.window;
     lim.max_series = (uint32_t)d->conf.max_series;
@@ -886,6 +961,24 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
     if (incidents_setup(d, diag) != 0) {
         return 1;
     }
+    if (d->hconf.enabled && o->investigate == NULL) {
+        struct http_env he = {.loop = &d->loop,
+                              .bus = d->bus,
+                              .rules = d->rules,
+                              .incidents = d->incidents,
+                              .plugs = d->plugs,
+                              .store_path =
+                                  d->store == NULL ? NULL
+                                  : store_is_remote(d->sconf.path)
+                                      ? d->sconf.path
+                                      : cfg_resolve_path(d->cfg, d->sconf.path),
+                              .interval_ms = d->conf.interval_ms,
+                              .reload = daemon_reload,
+                              .reload_arg = d};
+        if (http_create(&d->hconf, &he, &d->http) != 0) {
+            return 1;
+        }
+    }
     cfg_check_unclaimed(d->cfg, daemon_sections, diag);
     /* A plugin that cannot start is reported and skipped; the config
      * itself must be right. */
@@ -916,6 +1009,9 @@ int daemon_run(const struct daemon_opts *o)
     }
     start_handles(d, o);
     d->handles_up = 1;
+    if (d->http != NULL) {
+        http_start(d->http); /* logs the dashboard's address, or why not */
+    }
     plug_set_start(d->plugs);
     if (o->probe != NULL) {
         d->probe_rc = -1; /* no reply yet */
@@ -928,6 +1024,12 @@ int daemon_run(const struct daemon_opts *o)
         } else {
             probe_start(d, o);
         }
+    } else if (o->investigate != NULL) {
+        /* No rule runs: an investigation opens no other incident. */
+        d->opts = o;
+        *o->investigated = 0;
+        uv_timer_start(&d->probe_timer, on_investigate_timer,
+                       (uint64_t)o->probe_delay_ms, 0);
     } else {
         rb_engine_start(d->rules);
     }
@@ -946,6 +1048,7 @@ int daemon_run(const struct daemon_opts *o)
     rc = o->probe != NULL ? d->probe_rc : 0;
 out:
     if (!d->stopping) { /* setup failed: stop what it started */
+        http_stop(d->http);
         plug_set_stop(d->plugs);
         inc_stop(d->incidents);
         store_close(d->store);
@@ -961,6 +1064,7 @@ out:
     plug_set_destroy(d->plugs);
     inc_destroy(d->incidents); /* after the plugins: no reply can come */
     rb_engine_destroy(d->rules);
+    http_destroy(d->http); /* after everything that could call it back */
     print_destroy(d->print);
     bus_destroy(d->bus);
     cfg_destroy(d->cfg);

@@ -26,12 +26,14 @@ struct daemon_opts {
     const char *plugin_dir;   /* overrides [vigil] plugin_dir; may be NULL */
     const char *const *print; /* --print selectors */
     size_t nprint;
-    int64_t run_for_ms;     /* stop after this long; 0 = until a signal */
-    const char *probe;      /* vigil probe: the diagnostic to run once */
-    const char *probe_args; /* its JSON arguments */
-    int probe_human;        /* summarise a measurement for people instead
-                               of printing the reply's JSON */
-    int64_t probe_delay_ms; /* run it after the plugins collected once */
+    int64_t run_for_ms;      /* stop after this long; 0 = until a signal */
+    const char *probe;       /* vigil probe: the diagnostic to run once */
+    const char *probe_args;  /* its JSON arguments */
+    int probe_human;         /* summarise a measurement for people instead
+                                of printing the reply's JSON */
+    int64_t probe_delay_ms;  /* run it after the plugins collected once */
+    const char *investigate; /* vigil investigate: the runbook to run */
+    int64_t *investigated;   /* out: its incident's id (0 if none) */
 };
 
 /* Run until stopped. Returns the process exit code: 0 after a clean stop,

@@ -37,6 +37,7 @@ struct inc_call {
     int64_t started;   /* wall ns */
     int64_t action_id; /* actions */
     char command[1024];
+    char *args; /* actions: arguments a `when` chose, or NULL */
     uv_timer_t timer;
     int timer_open;
     int refs;
@@ -64,7 +65,12 @@ struct inc {
     int again;         /* escalated during a pass: one more pass after */
     int busy;          /* a call is in flight */
     unsigned attempts; /* actions run (or dry-run) for this incident */
+    int recommended;   /* the runbook's recommend ran */
+    int acknowledged;  /* a person said they are on it */
     char *labels_json; /* adopted incidents: the stored labels */
+    /* `vigil investigate`: steps only, then resolved and reported. */
+    inc_done_cb done_cb;
+    void *done_arg;
     struct inc *next;
 };
 
@@ -91,6 +97,7 @@ struct inc_await {
     int64_t incident_id;
     char runbook[RULE_NAME_MAX];
     size_t index;
+    char *args; /* chosen by `when`, or NULL */
     struct inc_await *next;
 };
 
@@ -182,6 +189,7 @@ static void save_incident(struct inc *inc)
         .open = inc->open,
         .opened_ts = inc->opened,
         .resolved_ts = inc->resolved,
+        .acknowledged = inc->acknowledged,
         .labels_json = labels,
     };
     store_put_incident(inc->m->env.store, &row);
@@ -258,6 +266,7 @@ static void call_unref(struct inc_call *c)
             break;
         }
     }
+    free(c->args);
     free(c);
 }
 
@@ -772,9 +781,10 @@ static void on_action_reply(void *arg, int status, const char *json)
 
 /* The webhook plugin's arguments: the action's url, headers and retries,
  * and the incident as the body. Caller frees. */
-static char *webhook_args(const struct inc *inc, const struct rb_action *a)
+static char *webhook_args(const struct inc *inc, const struct rb_action *a,
+                          const char *args_json)
 {
-    json_t *args = json_loads(a->args_json, 0, NULL);
+    json_t *args = json_loads(args_json, 0, NULL);
     char *ij = incident_json(inc);
     json_t *body =
         json_pack("{s:s,s:s,s:o?}", "vigil", VIGIL_WEBHOOK_SCHEMA, "action",
@@ -821,11 +831,12 @@ static void on_intent_saved(void *arg, int status)
         return;
     }
     a = &rb->actions[c->index];
+    const char *args_json = c->args != NULL ? c->args : a->args_json;
     c->started = inc_now(inc->m);
     if (strcmp(a->kind, "exec") == 0) {
         const char *argv[64], *env[16];
         char envbuf[2048];
-        json_t *args = json_loads(a->args_json, 0, NULL);
+        json_t *args = json_loads(args_json, 0, NULL);
         incident_env(inc, a->name, "on", envbuf, sizeof(envbuf), env, 16);
         c->refs++;
         if (json_argv(args, argv, 64) < 0 ||
@@ -852,10 +863,10 @@ static void on_intent_saved(void *arg, int status)
                       NULL, -1);
         return;
     }
-    char *args = hook ? webhook_args(inc, a) : NULL;
+    char *args = hook ? webhook_args(inc, a, args_json) : NULL;
     call_timer(c, a->timeout_ns, on_action_timeout);
     c->refs++;
-    plug_diag_run(inc->m->env.plugs, name, hook ? args : a->args_json,
+    plug_diag_run(inc->m->env.plugs, name, hook ? args : args_json,
                   on_action_reply, c);
     free(args);
 }
@@ -875,7 +886,7 @@ static void on_await_saved(void *arg, int status)
 
 /* Record an action in approve mode as waiting and remember it. */
 static void request_approval(struct inc *inc, const struct rb_runbook *rb,
-                             size_t index)
+                             size_t index, char *args)
 {
     const struct rb_action *a = &rb->actions[index];
     struct inc_await *w = calloc(1, sizeof(*w));
@@ -883,6 +894,7 @@ static void request_approval(struct inc *inc, const struct rb_runbook *rb,
     if (w == NULL || inc->m->env.store == NULL) {
         /* Without a store (vigil test) nobody can approve: say it waits. */
         free(w);
+        free(args);
         notify(inc->m, "action", inc->id, "%s awaiting approval", a->name);
         return;
     }
@@ -890,6 +902,7 @@ static void request_approval(struct inc *inc, const struct rb_runbook *rb,
     w->action_id = store_next_action_id(inc->m->env.store);
     w->incident_id = inc->id;
     w->index = index;
+    w->args = args;
     snprintf(w->runbook, sizeof(w->runbook), "%s", rb->name);
     snprintf(w->name, sizeof(w->name), "%s", a->name);
     w->next = inc->m->awaits;
@@ -901,14 +914,17 @@ static void request_approval(struct inc *inc, const struct rb_runbook *rb,
 /* Run an action: write its intent (a new row, or the approved one), then
  * start it once the intent is committed. Returns 1 (the incident waits). */
 static int start_action(struct inc *inc, const struct rb_runbook *rb,
-                        size_t index, int64_t action_id, int64_t now)
+                        size_t index, int64_t action_id, int64_t now,
+                        char *args)
 {
     const struct rb_action *a = &rb->actions[index];
     struct inc_call *c = call_new(inc, 1, index, a->name);
 
     if (c == NULL) {
+        free(args);
         return 0;
     }
+    c->args = args; /* the call owns them now */
     guard_note_run(inc, rb, a, now);
     c->refs++; /* for on_intent_saved */
     c->action_id = save_action(inc, a, action_id, "on", STORE_ACT_PENDING,
@@ -945,8 +961,8 @@ static int consider_action(struct inc *inc, const struct rb_runbook *rb,
         notify(inc->m, "action", inc->id, "%s skipped: %s", a->name, why);
         return 0;
     }
-    char *ij = incident_json(inc);
-    rc = rb_action_when(inc->m->env.rules, rb, a, ij);
+    char *ij = incident_json(inc), *args = NULL;
+    rc = rb_action_when(inc->m->env.rules, rb, a, ij, &args);
     free(ij);
     if (rc <= 0) {
         snprintf(why, sizeof(why), "%s",
@@ -961,7 +977,8 @@ static int consider_action(struct inc *inc, const struct rb_runbook *rb,
     if (strcmp(a->mode, "dry-run") == 0 || global == INC_MODE_DRY_RUN) {
         snprintf(why, sizeof(why), "dry-run%s: would run %s %.180s",
                  global == INC_MODE_DRY_RUN ? " ([actions] mode)" : "", a->kind,
-                 a->args_json);
+                 args != NULL ? args : a->args_json);
+        free(args);
         guard_note_run(inc, rb, a, now);
         save_action(inc, a, 0, "dry-run", STORE_ACT_DRY_RUN, why, NULL, 0, now,
                     now, NULL, NULL);
@@ -969,16 +986,53 @@ static int consider_action(struct inc *inc, const struct rb_runbook *rb,
         return 0;
     }
     if (strcmp(a->mode, "approve") == 0) {
-        request_approval(inc, rb, index);
+        request_approval(inc, rb, index, args);
         return 0;
     }
-    return start_action(inc, rb, index, 0, now);
+    return start_action(inc, rb, index, 0, now, args);
 }
 
 /* ---------------------------------------------------------------- flow */
 
 /* Run what is next: steps in order, then a pass over the actions. Each
  * call that completes moves the incident on again through call_done. */
+/* The evidence is in: the runbook's recommendations join it, for the
+ * report and for the actions' `when`. */
+static void recommend(struct inc *inc, const struct rb_runbook *rb)
+{
+    char *ij, *out = NULL;
+    int64_t now = inc_now(inc->m);
+    json_t *list;
+
+    if (rb->recommend_ref < 0) {
+        return;
+    }
+    ij = incident_json(inc);
+    if (ij != NULL && rb_runbook_recommend(rb, ij, &out) == 0 && out != NULL &&
+        (list = json_loads(out, 0, NULL)) != NULL) {
+        json_object_set_new(inc->evidence, "recommendations", list);
+        save_evidence(inc, rb->nsteps, "recommendations", RB_PHASES - 1, "ok",
+                      now, now, out);
+        notify(inc->m, "step", inc->id, "recommendations: %zu",
+               json_array_size(list));
+    }
+    free(out);
+    free(ij);
+}
+
+/* An investigation's steps are done: it is resolved at once. */
+static void investigation_done(struct inc *inc)
+{
+    inc_done_cb cb = inc->done_cb;
+
+    inc->open = 0;
+    inc->resolved = inc_now(inc->m);
+    save_incident(inc);
+    notify(inc->m, "resolved", inc->id, "%s %s", inc->rule, inc->runbook);
+    inc->done_cb = NULL;
+    cb(inc->done_arg, inc->id);
+}
+
 static void inc_advance(struct inc *inc)
 {
     struct inc_mgr *m = inc->m;
@@ -994,6 +1048,10 @@ static void inc_advance(struct inc *inc)
             run_step(inc, &rb->steps[inc->step], inc->step);
             continue;
         }
+        if (!inc->recommended) {
+            inc->recommended = 1;
+            recommend(inc, rb);
+        }
         if (inc->remediating && inc->action < rb->nactions) {
             size_t i = inc->action++;
             consider_action(inc, rb, i);
@@ -1005,6 +1063,9 @@ static void inc_advance(struct inc *inc)
             continue;
         }
         inc->remediating = 0;
+        if (inc->done_cb != NULL && inc->open) {
+            investigation_done(inc);
+        }
         return;
     }
 }
@@ -1138,6 +1199,61 @@ void inc_on_event(void *arg, const struct rule_event *ev, const char *file)
     }
 }
 
+int inc_investigate(struct inc_mgr *m, const char *runbook, inc_done_cb cb,
+                    void *arg)
+{
+    const struct rb_runbook *rb = rb_engine_runbook(m->env.rules, runbook);
+    struct inc *inc = NULL;
+
+    if (rb == NULL) {
+        return VIGIL_ENOENT;
+    }
+    if (strlen(runbook) >= RULE_NAME_MAX ||
+        (inc = calloc(1, sizeof(*inc))) == NULL ||
+        (inc->evidence = json_object()) == NULL) {
+        free(inc);
+        return VIGIL_ENOMEM;
+    }
+    inc->m = m;
+    inc->id =
+        m->env.store ? store_next_incident_id(m->env.store) : ++m->next_id;
+    /* Its own key: never merged with a rule's incident. */
+    snprintf(inc->key, sizeof(inc->key), "investigate\x1f%lld",
+             (long long)inc->id);
+    snprintf(inc->rule, sizeof(inc->rule), "investigate");
+    snprintf(inc->runbook, sizeof(inc->runbook), "%s", runbook);
+    snprintf(inc->title, sizeof(inc->title), "%s",
+             rb->title[0] ? rb->title : runbook);
+    inc->state = inc->worst = RULE_OK;
+    inc->value = NAN;
+    inc->open = 1;
+    inc->opened = inc_now(m);
+    inc->done_cb = cb;
+    inc->done_arg = arg;
+    inc->next = m->incs;
+    m->incs = inc;
+    save_incident(inc);
+    notify(m, "opened", inc->id, "investigate %s", runbook);
+    inc_advance(inc);
+    return 0;
+}
+
+int inc_acknowledge(struct inc_mgr *m, int64_t id, const char *who)
+{
+    for (struct inc *i = m->incs; i != NULL; i = i->next) {
+        if (i->id == id && i->open) {
+            if (!i->acknowledged) {
+                i->acknowledged = 1;
+                save_incident(i);
+                notify(m, "acknowledged", id, "%s %s by %s", i->rule, i->series,
+                       who);
+            }
+            return 0;
+        }
+    }
+    return VIGIL_ENOENT;
+}
+
 /* ---------------------------------------------------------------- approvals */
 
 static struct inc *find_by_id(struct inc_mgr *m, int64_t id)
@@ -1183,8 +1299,10 @@ static void on_approved(void *arg, int64_t action_id)
                     NULL, NULL);
     } else {
         notify(m, "action", inc->id, "%s approved", rb->actions[w->index].name);
-        start_action(inc, rb, w->index, action_id, inc_now(m));
+        start_action(inc, rb, w->index, action_id, inc_now(m), w->args);
+        w->args = NULL;
     }
+    free(w->args);
     free(w);
 }
 
@@ -1357,6 +1475,7 @@ void inc_destroy(struct inc_mgr *m)
     while (m->awaits != NULL) {
         struct inc_await *w = m->awaits;
         m->awaits = w->next;
+        free(w->args);
         free(w);
     }
     while (m->guards != NULL) {

@@ -76,6 +76,19 @@ void inc_observe(struct inc_mgr *m, inc_notify_cb cb, void *arg);
 
 unsigned inc_open_count(const struct inc_mgr *m);
 
+/* A person acknowledged open incident id (who: for the log and the
+ * feed); stored with the incident. Returns 0, or VIGIL_ENOENT when no
+ * open incident has that id. */
+int inc_acknowledge(struct inc_mgr *m, int64_t id, const char *who);
+
+/* `vigil investigate`: run every step of the runbook now, as an incident
+ * of the rule "investigate" with no actions, resolved when the last step
+ * is done; then cb(arg, id). Returns 0, or VIGIL_ENOENT when no runbook
+ * has that name. */
+typedef void (*inc_done_cb)(void *arg, int64_t id);
+int inc_investigate(struct inc_mgr *m, const char *runbook, inc_done_cb cb,
+                    void *arg);
+
 /* Parse "off|dry-run|on"; returns 0 or VIGIL_EINVAL. */
 int inc_mode_parse(const char *text, int *mode);
 

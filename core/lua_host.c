@@ -518,6 +518,24 @@ static int valid_module_name(const char *name, size_t len)
     return 1;
 }
 
+int lh_find_script(const struct lh_state *s, const char *rel, char *out,
+                   size_t size)
+{
+    struct stat st;
+
+    if (rel[0] == '/' || rel[0] == '\0' || strstr(rel, "..") != NULL) {
+        return VIGIL_EINVAL;
+    }
+    for (int i = 0; i < s->ndirs; i++) {
+        int n = snprintf(out, size, "%s/%s", s->dirs[i], rel);
+        if (n > 0 && (size_t)n < size && stat(out, &st) == 0 &&
+            S_ISREG(st.st_mode)) {
+            return 0;
+        }
+    }
+    return VIGIL_ENOENT;
+}
+
 /* Find <dir>/<a/b>.lua in the script path and push it as a text chunk
  * with its own _ENV, and its file name; raises, naming the files tried,
  * when there is none. */

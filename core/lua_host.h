@@ -48,6 +48,13 @@ lua_State *lh_lua(struct lh_state *s);
 /* The lh_state that owns L (for bindings). */
 struct lh_state *lh_from_lua(lua_State *L);
 
+/* The first <dir>/<rel> of the script path that is a file, into out:
+ * what `vigil.script(rel)` gives runbooks, so that an exec step or action
+ * names a shipped (or an operator's overriding) script. Returns 0,
+ * VIGIL_EINVAL for an absolute path or one with "..", VIGIL_ENOENT. */
+int lh_find_script(const struct lh_state *s, const char *rel, char *out,
+                   size_t size);
+
 /* Load path as a text chunk with a fresh sandbox _ENV and push the
  * function (not run). chunkname is "@path" so errors say path:line.
  * Returns 0, VIGIL_ENOENT, VIGIL_EPARSE (also for binary chunks) or

@@ -19,6 +19,7 @@
 #include "store.h"
 #include "clock.h"
 #include "ruletest.h"
+#include "status.h"
 
 #define MAIN_PRINT_MAX 64
 #define MAIN_SYSTEM_CONFIG "/etc/vigil/vigil.ini"
@@ -70,8 +71,11 @@ static const struct {
      "'sys.cpu.busy_pct{cpu=\"total\"}') from DURATION ago (default 1h):\n"
      "raw samples where they are kept, 1-minute roll-ups before that."},
     {"probe",
-     "vigil probe http URL | tcp HOST:PORT | proc NAME [--count N] "
+     "vigil probe http URL | tcp HOST:PORT | ws URL | proc NAME [--count N] "
      "[--interval DUR] [--json]\n"
+     "  vigil probe pg DSN slow-queries|running|blocking|index-hints "
+     "[--json]\n"
+     "  vigil probe sqlite FILE QUERY [--json]\n"
      "  vigil probe NAME [KEY=VALUE]... [--args JSON] [-c FILE]",
      "Run one diagnostic now and print its JSON result: the same code a\n"
      "runbook step runs. NAME is what a configured plugin registers\n"
@@ -83,8 +87,28 @@ static const struct {
      "The short forms need no config: `vigil probe http URL --count 100`\n"
      "measures an endpoint as the guide's script does (mean, stdev, min,\n"
      "max, P50, P95, P99 and the phases), `vigil probe tcp HOST:PORT`\n"
-     "the TCP connect time, `vigil probe proc NAME` snapshots the\n"
-     "processes named NAME. --json prints the raw result."},
+     "the TCP connect time, `vigil probe ws URL` the WebSocket ping RTT\n"
+     "and connect time, `vigil probe proc NAME` snapshots the\n"
+     "processes named NAME, `vigil probe pg DSN running` runs\n"
+     "pg.running_queries (also slow-queries, blocking, index-hints)\n"
+     "against that server, `vigil probe sqlite FILE QUERY` times a query\n"
+     "and shows its plan. --json prints the raw result."},
+    {"investigate",
+     "vigil investigate RUNBOOK [-c FILE] [--md|--json] [--after DURATION]",
+     "Run a runbook's investigation steps now, without waiting for a rule:\n"
+     "the plugins of the config (-c FILE as for run) start and collect for\n"
+     "--after (default 2s) so that snapshots have data, then every step\n"
+     "of RUNBOOK runs in order (no action runs). The result is stored as\n"
+     "an incident of the rule `investigate` and printed as its report\n"
+     "(Markdown, or --json). The genesis pack has the guide's checklists\n"
+     "as runbooks: `vigil investigate immediate -c conf/genesis.ini`."},
+    {"status", "vigil status [-c FILE] [--url http://HOST:PORT/] [--json]",
+     "The running daemon's overview, as the dashboard shows it: every rule\n"
+     "instance with its state, value and levels (worst first), the open\n"
+     "incidents and the plugins' health, read from its HTTP API (the\n"
+     "[http] section of the config, -c FILE as for run, or --url).\n"
+     "--json prints the API's documents. Exits 1 when vigil cannot be\n"
+     "reached. See docs/api.md."},
     {"help", "vigil help [COMMAND | plugins | plugin NAME]",
      "Show help for a command, list the installed plugins, or show a\n"
      "plugin's options."},
@@ -286,6 +310,52 @@ static int open_store(struct tool_opts *t, struct store **s)
     return 0;
 }
 
+/* vigil investigate RUNBOOK: a daemon that runs the runbook's steps once,
+ * then the incident's report from the store. */
+static int cmd_investigate(int argc, char **argv, struct tool_opts *t)
+{
+    int64_t id = 0, after_ms = 2000;
+    char *rest[64];
+    int n = 0, rc;
+    struct store *s;
+
+    /* --after is ours; the rest is parse_tool's. */
+    for (int i = 0; i < argc && n < 63; i++) {
+        if (!strcmp(argv[i], "--after") && i + 1 < argc) {
+            if (cfg_parse_duration_ms(argv[++i], &after_ms) != 0) {
+                fprintf(stderr, "vigil investigate: --after: a duration\n");
+                return 2;
+            }
+        } else {
+            rest[n++] = argv[i];
+        }
+    }
+    rest[n] = NULL;
+    rc = parse_tool(n, rest, t);
+    if (rc == 0 && t->npos != 1) {
+        fprintf(stderr, "usage: %s\n", usage_of("investigate"));
+        rc = 2;
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    t->d.investigate = t->pos[0];
+    t->d.investigated = &id;
+    t->d.probe_delay_ms = after_ms;
+    t->d.run_for_ms = after_ms + 10 * 60 * 1000; /* the steps' budgets */
+    log_set_level(VIGIL_LOG_WARN);
+    rc = daemon_run(&t->d);
+    if (rc != 0 || id == 0) {
+        return rc != 0 ? rc : 1;
+    }
+    if ((rc = open_store(t, &s)) != 0) {
+        return rc;
+    }
+    rc = report_show(s, id, t->format, stdout);
+    store_close(s);
+    return rc == 0 ? 0 : 1;
+}
+
 static int cmd_incidents(int argc, char **argv, struct tool_opts *t)
 {
     struct store *s;
@@ -411,20 +481,43 @@ static int probe_short(int argc, char **argv, struct daemon_opts *o,
     const char *kind = argc > 1 ? argv[1] : "",
                *target = argc > 2 ? argv[2] : NULL;
     int64_t count = 10, interval_ms = 100;
+    int sqlite = !strcmp(kind, "sqlite"), count_set = 0;
+    /* sqlite FILE QUERY: the query is the next word, and may hold '='. */
+    const char *query = sqlite && argc > 3 ? argv[3] : NULL;
+    /* pg DSN VERB: a DSN is often key=value pairs. */
+    int pg = !strcmp(kind, "pg");
     json_t *args;
 
-    if ((strcmp(kind, "http") && strcmp(kind, "tcp") && strcmp(kind, "proc")) ||
-        target == NULL || strchr(target, '=') != NULL) {
+    if ((strcmp(kind, "http") && strcmp(kind, "tcp") && strcmp(kind, "proc") &&
+         strcmp(kind, "ws") && !sqlite && !pg) ||
+        target == NULL || (!pg && strchr(target, '=') != NULL)) {
         return 0;
     }
+    if (sqlite && (query == NULL || !strncmp(query, "--", 2))) {
+        fprintf(stderr, "usage: vigil probe sqlite FILE QUERY [--count N] "
+                        "[--json]\n");
+        return 2;
+    }
     o->probe_human = 1; /* --json below turns it off */
-    for (int i = 3; i < argc; i++) {
+    for (int i = sqlite || pg ? 4 : 3; i < argc; i++) {
+        if (pg && strcmp(argv[i], "--json") != 0) {
+            fprintf(stderr, "vigil probe pg: unexpected '%s' (only --json)\n",
+                    argv[i]);
+            return 2;
+        }
         if (!strcmp(argv[i], "--count") && i + 1 < argc) {
             if (cfg_parse_int(argv[++i], &count) != 0 || count < 1 ||
-                count > 100000) {
-                fprintf(stderr, "vigil probe: --count: 1 to 100000\n");
+                count > (sqlite ? 1000 : 100000)) {
+                fprintf(stderr, "vigil probe: --count: 1 to %d\n",
+                        sqlite ? 1000 : 100000);
                 return 2;
             }
+            count_set = 1;
+        } else if (!strcmp(argv[i], "--interval") && i + 1 < argc && sqlite) {
+            /* The runs follow each other on one pool thread. */
+            fprintf(stderr, "vigil probe sqlite: no --interval: the runs "
+                            "are back to back\n");
+            return 2;
         } else if (!strcmp(argv[i], "--interval") && i + 1 < argc) {
             if (cfg_parse_duration_ms(argv[++i], &interval_ms) != 0) {
                 fprintf(stderr, "vigil probe: --interval: a duration\n");
@@ -447,6 +540,14 @@ static int probe_short(int argc, char **argv, struct daemon_opts *o,
         args = json_pack("{s:s,s:I,s:I}", "url", target, "count",
                          (json_int_t)count, "interval_ms",
                          (json_int_t)interval_ms);
+    } else if (!strcmp(kind, "ws")) {
+        /* ws.measure opens a connection of its own, so the statistics
+         * come with a fresh connect time. */
+        snprintf(conf, size, "[plugin ws probe]\nurl = %s\n", target);
+        o->probe = "ws.measure";
+        args = json_pack("{s:s,s:I,s:I}", "url", target, "count",
+                         (json_int_t)count, "interval_ms",
+                         (json_int_t)interval_ms);
     } else if (!strcmp(kind, "tcp")) {
         const char *colon = strrchr(target, ':');
         if (colon == NULL || colon == target) {
@@ -458,6 +559,65 @@ static int probe_short(int argc, char **argv, struct daemon_opts *o,
         o->probe = "tcp.measure";
         args = json_pack("{s:I,s:I}", "count", (json_int_t)count, "interval_ms",
                          (json_int_t)interval_ms);
+    } else if (sqlite) {
+        /* The path goes into an INI value: '$' is written "$$" there
+         * (the target's length was checked: it fits twice over). */
+        size_t n = (size_t)snprintf(conf, size,
+                                    "[plugin sqlite probe]\n"
+                                    "file = ");
+        for (const char *c = target; *c != '\0' && n + 3 < size; c++) {
+            if (*c == '$') {
+                conf[n++] = '$';
+            }
+            conf[n++] = *c;
+        }
+        conf[n++] = '\n';
+        conf[n] = '\0';
+        if (!count_set) {
+            count = 5;
+        }
+        o->probe = "sqlite.measure";
+        args =
+            json_pack("{s:s,s:I}", "query", query, "count", (json_int_t)count);
+        /* Each run is bounded by the instance's timeout (5 s). */
+        interval_ms = 5000;
+    } else if (pg) {
+        /* The verb names the diagnostic. The DSN goes into an INI value:
+         * '$' is written "$$" there, and " ;" would start a comment. */
+        static const char *const verbs[][2] = {
+            {"slow-queries", "pg.slow_queries"},
+            {"running", "pg.running_queries"},
+            {"blocking", "pg.blocking"},
+            {"index-hints", "pg.index_hints"},
+        };
+        const char *verb = argc > 3 ? argv[3] : "";
+        size_t v = 0, n;
+
+        while (v < 4 && strcmp(verb, verbs[v][0]) != 0) {
+            v++;
+        }
+        if (v == 4) {
+            fprintf(stderr, "usage: vigil probe pg DSN slow-queries|running|"
+                            "blocking|index-hints [--json]\n");
+            return 2;
+        }
+        if (strstr(target, " ;") != NULL || strstr(target, "\t;") != NULL) {
+            fprintf(stderr, "vigil probe pg: a DSN with ' ;' cannot go "
+                            "through a config line; use -c FILE\n");
+            return 2;
+        }
+        n = (size_t)snprintf(conf, size,
+                             "[plugin pg probe]\ninterval = 1h\ndsn = ");
+        for (const char *c = target; *c != '\0' && n + 3 < size; c++) {
+            if (*c == '$') {
+                conf[n++] = '$';
+            }
+            conf[n++] = *c;
+        }
+        conf[n++] = '\n';
+        conf[n] = '\0';
+        o->probe = verbs[v][1];
+        args = json_object();
     } else {
         /* The snapshot of a group needs one collection first. */
         snprintf(conf, size,
@@ -563,6 +723,13 @@ int main(int argc, char **argv)
         struct tool_opts t = {.d = o};
         return !strcmp(cmd, "incidents") ? cmd_incidents(argc - 1, argv + 1, &t)
                                          : cmd_history(argc - 1, argv + 1, &t);
+    }
+    if (!strcmp(cmd, "investigate")) {
+        struct tool_opts t = {.d = o};
+        return cmd_investigate(argc - 1, argv + 1, &t);
+    }
+    if (!strcmp(cmd, "status")) {
+        return status_main(argc - 1, argv + 1, &o);
     }
     if (!strcmp(cmd, "probe")) {
         char *args = NULL, conf[512];

@@ -33,9 +33,15 @@ const char *paths_data_dir(const char *sub, char *buf, unsigned size)
 {
     char real[PATH_MAX];
 
-    snprintf(buf, size, "%s/../%s", paths_exe_dir(), sub);
-    if (access(buf, F_OK) != 0) {
-        snprintf(buf, size, "%s/../share/vigil/%s", paths_exe_dir(), sub);
+    /* Run from its build tree (which may be outside the sources): the
+     * sources' own directories. */
+    if (strcmp(paths_exe_dir(), VIGIL_BUILD_DIR) == 0) {
+        snprintf(buf, size, "%s/%s", VIGIL_SOURCE_DIR, sub);
+    } else {
+        snprintf(buf, size, "%s/../%s", paths_exe_dir(), sub);
+        if (access(buf, F_OK) != 0) {
+            snprintf(buf, size, "%s/../share/vigil/%s", paths_exe_dir(), sub);
+        }
     }
     /* Shorter in messages: /src/rules rather than /src/build/../rules. */
     if (realpath(buf, real) != NULL) {

@@ -45,6 +45,9 @@ static json_t *incident_obj(const struct store_incident *i)
     if (o != NULL && i->runbook != NULL) {
         json_object_set_new(o, "runbook", json_string(i->runbook));
     }
+    if (o != NULL) {
+        json_object_set_new(o, "acknowledged", json_boolean(i->acknowledged));
+    }
     if (o != NULL && i->labels_json != NULL) {
         json_t *l = json_loads(i->labels_json, 0, NULL);
         if (l != NULL) {
@@ -163,6 +166,31 @@ static void on_show_act(void *arg, const struct store_action *a)
     json_array_append_new(c->actions, o);
 }
 
+/* The runbook's recommendations (evidence "recommendations", a list of
+ * texts) as a list of their own, before the evidence they came from. */
+static void report_recommendations(const json_t *r, FILE *out)
+{
+    size_t i, k;
+    json_t *v, *x;
+
+    json_array_foreach(json_object_get(r, "evidence"), i, v)
+    {
+        const json_t *list = json_object_get(v, "output");
+        const char *name = json_string_value(json_object_get(v, "name"));
+        if (name == NULL || strcmp(name, "recommendations") != 0 ||
+            !json_is_array(list)) {
+            continue;
+        }
+        fprintf(out, "\n## Recommendations\n\n");
+        json_array_foreach((json_t *)list, k, x)
+        {
+            char *text = json_is_string(x) ? NULL : json_dumps(x, JSON_COMPACT);
+            fprintf(out, "- %s\n", text ? text : json_string_value(x));
+            free(text);
+        }
+    }
+}
+
 static void markdown(FILE *out, const json_t *r)
 {
     const json_t *inc = json_object_get(r, "incident");
@@ -173,12 +201,20 @@ static void markdown(FILE *out, const json_t *r)
     fprintf(out, "# Incident %lld: %s\n\n",
             (long long)json_integer_value(json_object_get(inc, "id")),
             json_string_value(json_object_get(inc, "title")));
-    fprintf(out, "- **State**: %s, %s\n",
+    fprintf(out, "- **State**: %s, %s%s\n",
             json_string_value(json_object_get(inc, "state")),
-            json_is_true(json_object_get(inc, "open")) ? "open" : "resolved");
-    fprintf(out, "- **Rule**: %s on `%s`\n",
-            json_string_value(json_object_get(inc, "rule")),
-            json_string_value(json_object_get(inc, "series")));
+            json_is_true(json_object_get(inc, "open")) ? "open" : "resolved",
+            json_is_true(json_object_get(inc, "acknowledged"))
+                ? ", acknowledged"
+                : "");
+    const char *series = json_string_value(json_object_get(inc, "series"));
+    if (series != NULL && series[0] != '\0') {
+        fprintf(out, "- **Rule**: %s on `%s`\n",
+                json_string_value(json_object_get(inc, "rule")), series);
+    } else { /* a condition, or `vigil investigate` */
+        fprintf(out, "- **Rule**: %s\n",
+                json_string_value(json_object_get(inc, "rule")));
+    }
     if (json_object_get(inc, "runbook") != NULL) {
         fprintf(out, "- **Runbook**: %s\n",
                 json_string_value(json_object_get(inc, "runbook")));
@@ -188,8 +224,10 @@ static void markdown(FILE *out, const json_t *r)
                    sizeof(t1)),
             fmt_ts(json_integer_value(json_object_get(inc, "resolved_ns")), t2,
                    sizeof(t2)));
-    fprintf(out, "## Timeline\n\n| time | from | to | value | reason |\n"
-                 "|---|---|---|---|---|\n");
+    if (json_array_size(json_object_get(r, "transitions")) > 0) {
+        fprintf(out, "## Timeline\n\n| time | from | to | value | reason "
+                     "|\n|---|---|---|---|---|\n");
+    }
     json_array_foreach(json_object_get(r, "transitions"), i, v)
     {
         fprintf(out, "| %s | %s | %s | %g | %s |\n",
@@ -200,6 +238,7 @@ static void markdown(FILE *out, const json_t *r)
                 json_number_value(json_object_get(v, "value")),
                 json_string_value(json_object_get(v, "reason")));
     }
+    report_recommendations(r, out);
     fprintf(out, "\n## Evidence\n\n");
     json_array_foreach(json_object_get(r, "evidence"), i, v)
     {

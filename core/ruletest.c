@@ -55,6 +55,7 @@ struct rt_incev {
     char what[16];
     char name[RULE_NAME_MAX]; /* rule, or action */
     char result[32];          /* actions: "dry-run", "skipped", ... */
+    char detail[320];         /* the rest: why, what would run */
 };
 
 /* One running case. */
@@ -346,6 +347,7 @@ static void on_incident(void *arg, const char *what, int64_t id,
     detail += n + (detail[n] == ' ');
     n = strcspn(detail, " :");
     snprintf(e->result, sizeof(e->result), "%.*s", (int)n, detail);
+    snprintf(e->detail, sizeof(e->detail), "%s", detail);
     if (strcmp(e->result, "awaiting") == 0) {
         snprintf(e->result, sizeof(e->result), "awaiting approval");
     }
@@ -555,7 +557,7 @@ static void check_transitions(struct rt_run *r, lua_State *L, int idx)
 /* Compare the incident events (actions = 0: opened, escalated, resolved
  * of rules) or the action decisions (actions = 1) with the list at idx:
  * { at = "1m" (optional), rule = ..., event = ... } or
- * { at = ..., action = ..., result = ... }. */
+ * { at = ..., action = ..., result = ..., detail = "text it contains" }. */
 static void check_incevs(struct rt_run *r, lua_State *L, int idx, int actions)
 {
     const char *what = actions ? "actions" : "incidents";
@@ -581,11 +583,19 @@ static void check_incevs(struct rt_run *r, lua_State *L, int idx, int actions)
         lua_rawgeti(L, idx, k);
         int t = lua_gettop(L);
         int64_t at = field_duration(r, L, t, "at", -2);
+        lua_getfield(L, t, "detail");
         lua_getfield(L, t, kname);
         lua_getfield(L, t, kval);
         const char *wname = lua_tostring(L, -2), *wval = lua_tostring(L, -1);
+        const char *wdetail = lua_tostring(L, -3);
         int ok = wname && wval && !strcmp(wname, e->name) &&
                  !strcmp(wval, got) && (at == -2 || at == e->ts);
+        if (ok && wdetail != NULL && strstr(e->detail, wdetail) == NULL) {
+            fail(r, "%s[%d]: %s %s: expected '%s' in '%s'", what, k, e->name,
+                 got, wdetail, e->detail);
+            lua_settop(L, t - 1);
+            return;
+        }
         if (!ok) {
             fail(r, "%s[%d]: expected %s %s at %s, got %s %s at %s", what, k,
                  wname ? wname : "?", wval ? wval : "?",

@@ -611,6 +611,7 @@ static int l_rb_runbook_body(lua_State *L)
     }
     struct rb_runbook *rb = &f->runbooks[f->nrunbooks++];
     memset(rb, 0, sizeof(*rb));
+    rb->recommend_ref = LUA_NOREF;
     snprintf(rb->name, sizeof(rb->name), "%s", name);
     rb->path = f->path;
     rb->file = f;
@@ -798,6 +799,27 @@ static int l_rb_now(lua_State *L)
     return 1;
 }
 
+/* vigil.script("investigate/cpu_profile.sh"): its absolute path in the
+ * script path, for exec argv. */
+static int l_rb_script(lua_State *L)
+{
+    const char *rel = luaL_checkstring(L, 1);
+    char path[PATH_MAX];
+    int rc = lh_find_script(lh_from_lua(L), rel, path, sizeof(path));
+
+    if (rc == VIGIL_EINVAL) {
+        return luaL_error(L,
+                          "vigil.script: '%s': a path relative to the "
+                          "script directories, without '..'",
+                          rel);
+    }
+    if (rc != 0) {
+        return luaL_error(L, "vigil.script: no '%s' in the script path", rel);
+    }
+    lua_pushstring(L, path);
+    return 1;
+}
+
 static const luaL_Reg rb_lib[] = {
     {"threshold", l_rb_threshold},
     {"condition", l_rb_condition},
@@ -811,6 +833,7 @@ static const luaL_Reg rb_lib[] = {
     {"state", l_rb_state},
     {"log", l_rb_log},
     {"now", l_rb_now},
+    {"script", l_rb_script},
     {NULL, NULL},
 };
 
@@ -1405,6 +1428,21 @@ void rb_engine_foreach_runbook(const struct rb_engine *e,
     }
 }
 
+void rb_engine_foreach_rule(const struct rb_engine *e,
+                            void (*fn)(void *arg, const struct rule *r,
+                                       const char *path, int line),
+                            void *arg)
+{
+    for (const struct rb_file *f = e->files; f != NULL; f = f->next) {
+        for (size_t i = 0; i < f->ndecls; i++) {
+            if (f->decls[i].rule != NULL) {
+                fn(arg, f->decls[i].rule, f->path,
+                   f->decls[i].meta ? f->decls[i].meta->line : 0);
+            }
+        }
+    }
+}
+
 const char *rb_rule_runbook(const struct rule_def *def)
 {
     const struct rb_meta *m = def->user;
@@ -1419,8 +1457,75 @@ const char *rb_rule_title(const struct rule_def *def)
     return m != NULL && m->title[0] != '\0' ? m->title : def->name;
 }
 
+int rb_runbook_recommend(const struct rb_runbook *rb, const char *incident_json,
+                         char **out)
+{
+    struct rb_file *f = rb->file;
+    lua_State *L;
+    struct vigil_err err = {0};
+    json_t *list;
+    int rc;
+
+    *out = NULL;
+    if (rb->recommend_ref < 0 || f == NULL) {
+        return 0;
+    }
+    L = lh_lua(f->lh);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rb->recommend_ref);
+    lj_push_text(L, incident_json);
+    rc = lh_pcall(f->lh, 1, 1, &err);
+    if (rc != 0) {
+        log_error("runbook", "%s:%d: runbook '%s': recommend failed: %s",
+                  rb->path, rb->line, rb->name, err.msg);
+        return rc;
+    }
+    list = lua_isnil(L, -1) ? NULL : lj_to_json(L, -1, &err);
+    lua_pop(L, 1);
+    if (list != NULL && !json_is_array(list) && json_object_size(list) == 0) {
+        json_decref(list); /* an empty table: nothing to recommend */
+        list = json_array();
+    }
+    if (list != NULL && !json_is_array(list)) {
+        log_error("runbook", "%s:%d: runbook '%s': recommend returns a list",
+                  rb->path, rb->line, rb->name);
+        json_decref(list);
+        return VIGIL_EINVAL;
+    }
+    if (list != NULL && json_array_size(list) > 0) {
+        *out = json_dumps(list, JSON_COMPACT);
+    }
+    json_decref(list);
+    return 0;
+}
+
+/* The table a `when` returned (on top of L), over the action's own
+ * arguments: its keys replace theirs. */
+static int when_args(lua_State *L, const struct rb_action *a, char **out,
+                     struct vigil_err *err)
+{
+    json_t *over = lj_to_json(L, -1, err);
+    json_t *args = json_loads(a->args_json, 0, NULL);
+    int rc = VIGIL_EINVAL;
+
+    if (over == NULL || args == NULL) {
+        if (over != NULL) {
+            err_set(err, VIGIL_EINVAL, "the action's arguments are not JSON");
+        }
+    } else if (!json_is_object(over) || json_object_size(over) == 0) {
+        err_set(err, VIGIL_EINVAL,
+                "returned a table that is not a table of arguments");
+    } else if (json_object_update(args, over) == 0 &&
+               (*out = json_dumps(args, JSON_COMPACT)) != NULL) {
+        rc = 0;
+    }
+    json_decref(over);
+    json_decref(args);
+    return rc;
+}
+
 int rb_action_when(struct rb_engine *e, const struct rb_runbook *rb,
-                   const struct rb_action *a, const char *incident_json)
+                   const struct rb_action *a, const char *incident_json,
+                   char **args_out)
 {
     struct rb_file *f = rb->file;
     lua_State *L = lh_lua(f->lh);
@@ -1428,6 +1533,7 @@ int rb_action_when(struct rb_engine *e, const struct rb_runbook *rb,
     int rc;
 
     (void)e;
+    *args_out = NULL;
     if (a->when_ref == LUA_NOREF) {
         return 1;
     }
@@ -1438,6 +1544,15 @@ int rb_action_when(struct rb_engine *e, const struct rb_runbook *rb,
         log_error("runbook", "%s:%d: action '%s': when failed: %s", rb->path,
                   a->line, a->name, err.msg);
         return rc;
+    }
+    if (lua_istable(L, -1)) {
+        rc = when_args(L, a, args_out, &err);
+        if (rc != 0) {
+            log_error("runbook", "%s:%d: action '%s': when: %s", rb->path,
+                      a->line, a->name, err.msg);
+        }
+        lua_pop(L, 1);
+        return rc != 0 ? rc : 1;
     }
     rc = lua_toboolean(L, -1);
     lua_pop(L, 1);

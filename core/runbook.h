@@ -111,7 +111,8 @@ struct rb_runbook {
     size_t nsteps;
     struct rb_action *actions;
     size_t nactions;
-    const char *path; /* the file that declared it */
+    int recommend_ref; /* Lua function(incident) -> list; < 0: none */
+    const char *path;  /* the file that declared it */
     int line;
     void *file; /* owner, for rb_action_when */
 };
@@ -125,15 +126,32 @@ void rb_engine_foreach_runbook(const struct rb_engine *e,
                                           const struct rb_runbook *rb),
                                void *arg);
 
+/* Call fn for every rule in service (thresholds and conditions), with the
+ * file and line that declared it; r is borrowed until the next load. */
+void rb_engine_foreach_rule(const struct rb_engine *e,
+                            void (*fn)(void *arg, const struct rule *r,
+                                       const char *path, int line),
+                            void *arg);
+
 /* The runbook and title a rule's definition names (NULL when none). */
 const char *rb_rule_runbook(const struct rule_def *def);
 const char *rb_rule_title(const struct rule_def *def);
 
 /* Evaluate an action's `when` predicate with the incident as a Lua table
  * built from incident_json. Returns 1 (act), 0 (do not), or a negative
- * code when the predicate failed (logged with file:line). */
+ * code when the predicate failed (logged with file:line). A predicate
+ * that returns a table acts with those arguments over the action's own:
+ * *args_out gets the merged JSON (caller frees); NULL otherwise. */
 int rb_action_when(struct rb_engine *e, const struct rb_runbook *rb,
-                   const struct rb_action *a, const char *incident_json);
+                   const struct rb_action *a, const char *incident_json,
+                   char **args_out);
+
+/* Run a runbook's `recommend` function with the incident (its evidence
+ * gathered): *out gets a JSON array of the recommendations (caller
+ * frees), NULL when it has none or returned nothing. Returns 0 or a
+ * negative code when the function failed (logged with file:line). */
+int rb_runbook_recommend(const struct rb_runbook *rb, const char *incident_json,
+                         char **out);
 
 /* Counters for status: rules, quarantined items. */
 void rb_engine_counts(const struct rb_engine *e, unsigned *files,

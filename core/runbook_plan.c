@@ -304,7 +304,8 @@ void rb_plan_parse(lua_State *L, int idx, struct rb_runbook *out)
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         const char *k = lua_tostring(L, -2);
-        int ok = k && (!strcmp(k, "title") || !strcmp(k, "remediate"));
+        int ok = k && (!strcmp(k, "title") || !strcmp(k, "remediate") ||
+                       !strcmp(k, "recommend"));
         for (int p = 0; k && p < RB_PHASES; p++) {
             ok |= strcmp(k, phase_keys[p]) == 0;
         }
@@ -312,7 +313,8 @@ void rb_plan_parse(lua_State *L, int idx, struct rb_runbook *out)
         if (!ok) {
             luaL_error(L,
                        "runbook '%s': unknown key '%s'; expected title, "
-                       "immediate, short_term, deep or remediate",
+                       "immediate, short_term, deep, remediate or "
+                       "recommend",
                        out->name, k ? k : "?");
         }
     }
@@ -320,6 +322,16 @@ void rb_plan_parse(lua_State *L, int idx, struct rb_runbook *out)
         snprintf(out->title, sizeof(out->title), "%s", lua_tostring(L, -1));
     }
     lua_pop(L, 1);
+    out->recommend_ref = LUA_NOREF;
+    if (lua_getfield(L, idx, "recommend") == LUA_TFUNCTION) {
+        out->recommend_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    } else {
+        if (!lua_isnil(L, -1)) {
+            luaL_error(L, "runbook '%s': recommend must be a function",
+                       out->name);
+        }
+        lua_pop(L, 1);
+    }
     out->steps = calloc(PLAN_STEPS_MAX, sizeof(*out->steps));
     out->actions = calloc(PLAN_ACTIONS_MAX, sizeof(*out->actions));
     if (out->steps == NULL || out->actions == NULL) {

@@ -41,7 +41,11 @@ file(GLOB INTEG_SOURCES CONFIGURE_DEPENDS
 foreach(src ${INTEG_SOURCES})
     get_filename_component(n ${src} NAME_WE)
     add_test(NAME integ_${n} COMMAND ${src})
-    set_tests_properties(integ_${n} PROPERTIES LABELS integration
+    set(labels integration)
+    if(n MATCHES "^pg")
+        list(APPEND labels pg) # ctest -LE pg leaves them out
+    endif()
+    set_tests_properties(integ_${n} PROPERTIES LABELS "${labels}"
         TIMEOUT 300 SKIP_RETURN_CODE 77
         ENVIRONMENT "VIGIL_BIN=$<TARGET_FILE:vigil>;VIGIL_PLUGIN_DIR=${VIGIL_PLUGIN_OUT};VIGIL_SOURCE_DIR=${CMAKE_SOURCE_DIR};VIGIL_TEST_PLUGINS=${CMAKE_BINARY_DIR}/test-plugins")
 endforeach()

@@ -449,7 +449,7 @@ static int sys_collect_load(struct sys *s, char *buf, size_t cap)
         sys_emit(s, &s->load[1], "sys.load.avg5", NULL, la.avg5);
         sys_emit(s, &s->load[2], "sys.load.avg15", NULL, la.avg15);
         sys_emit(s, &s->load[3], "sys.procs.running", NULL, (double)la.running);
-        sys_emit(s, &s->load[4], "sys.procs.total", NULL, (double)la.total);
+        sys_emit(s, &s->load[4], "sys.procs.count", NULL, (double)la.total);
     } else {
         sys_report(s, &f);
     }

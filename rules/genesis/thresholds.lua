@@ -2,7 +2,7 @@
 -- Ranges" table and every KPI, as thresholds. The levels, series and hold
 -- times come from genesis/levels.lua (scripts/genesis/): change them
 -- there, not here. A row leaving ok opens an incident that runs the
--- guide's immediate checklist (runbook "genesis_triage", triage.lua).
+-- guide's immediate checklist (runbook "genesis_triage", checklists.lua).
 local vigil = require "vigil"
 local L = require "genesis.levels"
 

@@ -3,7 +3,7 @@
 -- cases. `vigil test rules/genesis` runs them.
 local test = require "vigil.test"
 
-test.runbooks { "thresholds.lua", "triage.lua" }
+test.runbooks { "thresholds.lua", "checklists.lua" }
 
 local GiB = 1024 * 1024 * 1024
 

@@ -128,6 +128,44 @@ M.issues = {
   leak_min_rss = 2 * GiB,
   -- Event-loop blocking: the guide's detector reports a block over 50 ms.
   loop_blocked_ms = 50,
+  -- Slow database queries: a query running this long is a runaway, which
+  -- the slow_db_queries runbook may cancel.
+  runaway_query_s = 60,
+  -- The CPU profile an incident takes (the checklist's is longer).
+  profile_seconds = 30,
+  -- How often the issues' conditions look, and how long a symptom must
+  -- last before an incident opens (and be gone before it resolves).
+  every = "10s", hold = "1m", clear_hold = "1m",
+}
+
+-- What the remediations do. Every action is a dry-run until you change
+-- its mode (and the [actions] mode of the config allows it).
+M.remediation = {
+  -- Restart the service: a systemd unit, or any command (argv) after
+  -- "--": { "--", "/usr/local/bin/genesis-restart" }.
+  restart = { "genesis.service" },
+  restart_mode = "dry-run",
+  -- The application's cache-clearing endpoint (the guide's "clear
+  -- application caches"), POSTed by the webhook plugin.
+  cache_clear_url = "http://127.0.0.1:8080/admin/cache/clear",
+  cache_clear_mode = "dry-run",
+  -- Cancel a runaway query (pg.cancel of its backend).
+  cancel_mode = "dry-run",
+  cooldown = "15m",
+}
+
+-- Where the checklists (checklists.lua) and the issues' investigations
+-- look: the config's instance names (conf/genesis.ini) and a few knobs.
+M.checklists = {
+  process_pattern = "genesis",        -- pgrep -f pattern of the service
+  profile_seconds = 300,              -- the guide's "for 5 minutes"
+  slow_query_ms = 50,                 -- the guide's "mean_exec_time > 50"
+  log_instance = "genesis_log",
+  db_instance = "genesis_db",
+  sqlite_instance = "genesis_sqlite",
+  api_instance = "genesis_api",
+  exchange_tcp_instance = "exchange",
+  exchange_ws_instance = "exchange_ws",
 }
 
 return M

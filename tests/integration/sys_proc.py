@@ -247,7 +247,7 @@ def main():
 
     # Everything that must be there on any Linux machine.
     for name in ("sys.load.avg1", "sys.load.avg5", "sys.load.avg15",
-                 "sys.procs.running", "sys.procs.total",
+                 "sys.procs.running", "sys.procs.count",
                  "sys.mem.total_bytes", "sys.mem.available_bytes",
                  "sys.mem.used_bytes", "sys.mem.used_pct",
                  "sys.mem.cached_bytes", "sys.swap.total_bytes",

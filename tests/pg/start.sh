@@ -8,11 +8,15 @@
 # pg_ctl start -w. Writes:
 #   STATE_DIR/uri   postgresql://postgres@127.0.0.1:PORT/postgres
 #   STATE_DIR/pid   the postmaster's PID (stop.sh stops exactly that one)
+#   STATE_DIR/opts  the server's options (ctl.sh starts it again with them)
 #
 # The server binaries come from $PG_BIN, default /usr/lib/postgresql/15/bin.
 # When they are missing this fails loudly: CI installs them (make deps:
 # postgresql, postgresql-contrib); the tests never skip silently.
 # Extra server options: $VIGIL_PG_OPTS (e.g. "-c fsync=off").
+# pg_stat_statements is preloaded (the pg plugin's tests read it; the
+# extension itself is created by whoever needs it, in their database); a
+# shared_preload_libraries in $VIGIL_PG_OPTS comes later and wins.
 set -eu
 
 die() {
@@ -80,13 +84,23 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
     echo $((20000 + $$ % 20000))
 }
 
+# The contrib module ships with the server on Debian; without it the
+# server would not start at all, so leave it out and say so.
+preload=
+if [ -e "$bin/../lib/pg_stat_statements.so" ]; then
+    preload="-c shared_preload_libraries=pg_stat_statements"
+else
+    echo "tests/pg/start.sh: no pg_stat_statements module in $bin/../lib:" \
+        "the server runs without it (install postgresql-contrib)" >&2
+fi
+
 started=
 for attempt in 1 2 3 4 5; do
     port=$(free_port)
-    # shellcheck disable=SC2086 # VIGIL_PG_OPTS is a list of options
+    opts="-p $port -k $sock -c listen_addresses=127.0.0.1 $preload"
+    opts="$opts ${VIGIL_PG_OPTS:-}"
     if as_pg "$bin/pg_ctl" -D "$state/data" -l "$state/server.log" -w -t 60 \
-        -o "-p $port -k $sock -c listen_addresses=127.0.0.1 ${VIGIL_PG_OPTS:-}" \
-        start >/dev/null; then
+        -o "$opts" start >/dev/null; then
         started=1
         break
     fi
@@ -94,6 +108,7 @@ done
 [ -n "$started" ] || { tail -20 "$state/server.log" >&2; die "pg_ctl start failed"; }
 
 head -1 "$state/data/postmaster.pid" >"$state/pid"
+echo "$opts" >"$state/opts" # for ctl.sh start
 echo "postgresql://postgres@127.0.0.1:$port/postgres" >"$state/uri"
 echo "PostgreSQL $("$bin/postgres" -V | awk '{print $3}') on 127.0.0.1:$port," \
     "pid $(cat "$state/pid"), in $state"

@@ -22,3 +22,22 @@ vigil.runbook "free_disk" {
     },
   },
 }
+
+-- A `when` that returns a table chooses the action's arguments from the
+-- incident: here, which backend to cancel.
+vigil.threshold "query_stuck" {
+  metric = "t.query_age_s", crit = 60, nodata = false,
+  runbook = "unstick",
+}
+
+vigil.runbook "unstick" {
+  remediate = {
+    vigil.action "cancel" {
+      run = "pg.cancel", args = { reason = "stuck" }, mode = "on",
+      when = function(incident)
+        if incident.value > 300 then return { pid = 4242 } end
+        return incident.value > 120
+      end,
+    },
+  },
+}

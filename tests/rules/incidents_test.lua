@@ -25,3 +25,16 @@ test.case "incidents open, escalate and resolve; guardrails hold back" {
     { at = "7m", action = "only_if_huge", result = "skipped" },
   },
 }
+
+test.case "a when that returns a table gives the action its arguments" {
+  interval = "1m",
+  input = { ["t.query_age_s"] = "10 90 10 200 10 400" },
+  actions = {
+    { at = "1m", action = "cancel", result = "skipped",
+      detail = "its when predicate said no" },
+    { at = "3m", action = "cancel", result = "dry-run",
+      detail = 'pg.cancel {"reason":"stuck"}' },
+    { at = "5m", action = "cancel", result = "dry-run",
+      detail = '{"reason":"stuck","pid":4242}' },
+  },
+}

@@ -1016,7 +1016,7 @@ static void test_plugin_collect(void **state)
     assert_near(value("sys.load.avg5"), 0.58);
     assert_near(value("sys.load.avg15"), 0.59);
     assert_near(value("sys.procs.running"), 3);
-    assert_near(value("sys.procs.total"), 467);
+    assert_near(value("sys.procs.count"), 467);
     assert_near(value("sys.mem.total_bytes"), 16384000000.0);
     assert_near(value("sys.mem.available_bytes"), 13107200000.0);
     assert_near(value("sys.mem.used_bytes"), 3276800000.0);
