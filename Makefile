@@ -21,7 +21,8 @@ DEPS := build-essential cmake pkg-config clang clang-format \
         libcurl4-openssl-dev python3-prometheus-client \
         libpq-dev postgresql postgresql-contrib \
         libwebsockets-dev libwebsockets-evlib-uv libssl-dev python3-websockets \
-        openssl sqlite3 prometheus chromium
+        openssl sqlite3 prometheus chromium \
+        python3-aiohttp python3-asyncpg iproute2
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'

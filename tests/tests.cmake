@@ -42,8 +42,13 @@ foreach(src ${INTEG_SOURCES})
     get_filename_component(n ${src} NAME_WE)
     add_test(NAME integ_${n} COMMAND ${src})
     set(labels integration)
-    if(n MATCHES "^pg")
-        list(APPEND labels pg) # ctest -LE pg leaves them out
+    if(n MATCHES "^(pg|sim|drill)")
+        list(APPEND labels pg) # they start PostgreSQL: ctest -LE pg skips
+    endif()
+    if(n MATCHES "^(sim|drill)")
+        # They measure CPU and latency of a whole service: alone, or other
+        # tests' load is what they see.
+        set_tests_properties(integ_${n} PROPERTIES RUN_SERIAL TRUE)
     endif()
     set_tests_properties(integ_${n} PROPERTIES LABELS "${labels}"
         TIMEOUT 300 SKIP_RETURN_CODE 77

@@ -53,7 +53,7 @@ local function short_term()
     vigil.step "proc.snapshot" { instance = "genesis" },
     -- Review event loop blocking detection
     vigil.step "snapshot" {
-      series = { "genesis.loop.lag_ms", "genesis.event.processing_ms.*" },
+      series = { "genesis.loop.lag_ms.*", "genesis.event.processing_ms.*" },
       window = "30m",
     },
     -- Analyze network latency patterns
@@ -84,7 +84,8 @@ local function deep()
   return {
     -- Analyze database query plans
     vigil.step "pg.index_hints" { instance = C.db_instance },
-    vigil.step "sqlite.plan" { instance = C.sqlite_instance },
+    vigil.step "sqlite.plan" { instance = C.sqlite_instance,
+                               query = C.sqlite_query },
     -- Review asyncio task performance: the stages of an order
     vigil.step "snapshot" {
       series = { "genesis.order.stage_ms.*", "genesis.order.latency_ms.*" },

@@ -17,11 +17,14 @@ local function v(row, stat, window)
                      window or T[row].window)
 end
 
--- The highest value among the series a selector matches.
+-- The highest value among the series a selector matches. A NaN (a
+-- series fed NaN makes its window's statistics NaN) is skipped: kept as
+-- the first value, it would compare false with every other one and hide
+-- them all.
 local function worst(selector, stat, window)
   local w
   for _, s in ipairs(vigil.values(selector, stat, window)) do
-    if w == nil or s.value > w then w = s.value end
+    if s.value == s.value and (w == nil or s.value > w) then w = s.value end
   end
   return w
 end
@@ -139,7 +142,11 @@ vigil.condition "slow_db_queries" {
   every = I.every, hold = I.hold, clear_hold = I.clear_hold,
   labels = { pack = "genesis" },
   when = function()
-    local mean = worst(T.db_query.metric, "last")
+    -- The latest mean of each statement called within db_window: the pg
+    -- plugin publishes no mean for an interval without calls, so a slow
+    -- statement that stopped (the report was fixed, the job ended) would
+    -- otherwise keep its last mean, and the incident open, forever.
+    local mean = worst(T.db_query.metric, "last", I.db_window)
     local longest = worst("pg.query.longest_s{instance=" .. C.db_instance ..
                           "}", "last")
     if above(mean, T.db_query.crit) or
@@ -148,7 +155,7 @@ vigil.condition "slow_db_queries" {
     end
     if above(mean, T.db_query.warn) and
        above(worst("pg.locks.waiting{instance=" .. C.db_instance .. "}",
-                   "max", "1m"), 0) then
+                   "max", I.lock_window), 0) then
       return "warning", mean                 -- slow and waiting on locks
     end
     return "ok", mean
@@ -171,7 +178,8 @@ vigil.runbook "slow_db_queries" {
   deep = {
     -- 2. Analyze query plans: missing indexes.
     vigil.step "pg.index_hints" { instance = C.db_instance },
-    vigil.step "sqlite.plan" { instance = C.sqlite_instance },
+    vigil.step "sqlite.plan" { instance = C.sqlite_instance,
+                               query = C.sqlite_query },
   },
   remediate = {
     -- Cancel the runaway: the oldest query running longer than
@@ -194,17 +202,25 @@ vigil.runbook "slow_db_queries" {
 
 -- Event-loop blocking. Symptoms: delayed async operations, WebSocket
 -- timeouts. The application's own detector (the guide's, publishing
--- genesis.loop.lag_ms) says the loop was blocked; events or the feed
--- suffering make it critical.
+-- genesis.loop.lag_ms, a timer) says the loop was blocked; events or the feed
+-- suffering make it critical. The feed is the service's own WebSocket
+-- (its pongs come from the blocked loop), not the exchange's, whose
+-- latency a blocked genesis loop does not change.
+local function feed_ws()
+  return "ws.ping.rtt_ms{instance=" .. C.feed_ws_instance .. "}"
+end
+
 vigil.condition "event_loop_blocking" {
   title = "Event loop blocking", runbook = "event_loop_blocking",
   every = I.every, hold = I.hold, clear_hold = I.clear_hold,
   labels = { pack = "genesis" },
   when = function()
-    local lag = vigil.value("genesis.loop.lag_ms", "max", "1m")
+    local lag = vigil.value("genesis.loop.lag_ms.max", "max", I.loop_window)
     if not above(lag, I.loop_blocked_ms) then return "ok", lag end
     if above(v("event_processing"), T.event_processing.crit) or
-       above(v("websocket_latency"), T.websocket_latency.crit) then
+       above(vigil.value(feed_ws(), T.websocket_latency.stat,
+                         T.websocket_latency.window),
+             T.websocket_latency.crit) then
       return "critical", lag
     end
     return "warning", lag
@@ -217,11 +233,11 @@ vigil.runbook "event_loop_blocking" {
   immediate = {
     -- 2. The blocking detector's figures, and which stage is slow.
     vigil.step "snapshot" {
-      series = { "genesis.loop.lag_ms", "genesis.event.processing_ms.*",
-                 "genesis.order.stage_ms.*", T.websocket_latency.metric },
+      series = { "genesis.loop.lag_ms.*", "genesis.event.processing_ms.*",
+                 "genesis.order.stage_ms.*", feed_ws() },
       window = "15m",
     },
-    vigil.step "ws.measure" { instance = C.exchange_ws_instance, count = 5,
+    vigil.step "ws.measure" { instance = C.feed_ws_instance, count = 5,
                               interval_ms = 200 },
     recent_errors(),
   },
@@ -240,7 +256,11 @@ vigil.runbook "event_loop_blocking" {
 }
 
 -- Network latency. Symptoms: slow API responses, order delays: the path
--- to the exchange is slow (TCP RTT, WebSocket ping, REST answers).
+-- to the exchange is slow (TCP RTT, WebSocket ping, REST answers). The
+-- exchange's REST ping is what the guide's measure_latency.py times
+-- (api/v3/ping, an answer with nothing to compute): a round trip over a
+-- kept-alive connection, judged at the "Network RTT" row's levels. The
+-- value shown is the slowest of the three, in ms.
 vigil.condition "network_latency" {
   title = "Network latency to the exchange", runbook = "network_latency",
   every = I.every, hold = I.hold, clear_hold = I.clear_hold,
@@ -248,18 +268,24 @@ vigil.condition "network_latency" {
   when = function()
     local rtt = v("exchange_rtt")
     local ws = v("websocket_latency")
-    local rest = vigil.value("http.request.total_ms{instance=exchange_rest}",
-                             "avg", "1m")
+    local rest = vigil.value("http.request.total_ms{instance=" ..
+                             C.exchange_rest_instance .. "}",
+                             T.exchange_rtt.stat, T.exchange_rtt.window)
+    local slowest
+    for _, x in ipairs({ rtt or -1, ws or -1, rest or -1 }) do
+      if x >= 0 and (slowest == nil or x > slowest) then slowest = x end
+    end
     if above(rtt, T.exchange_rtt.crit) or
        above(ws, T.websocket_latency.crit) or
-       above(rest, T.api_response.crit) then
-      return "critical", rtt
+       above(rest, T.exchange_rtt.crit) then
+      return "critical", slowest
     end
     if above(rtt, T.exchange_rtt.warn) or
-       above(ws, T.websocket_latency.warn) then
-      return "warning", rtt
+       above(ws, T.websocket_latency.warn) or
+       above(rest, T.exchange_rtt.warn) then
+      return "warning", slowest
     end
-    return "ok", rtt
+    return "ok", slowest
   end,
 }
 
@@ -270,8 +296,8 @@ vigil.runbook "network_latency" {
     -- 1. Measure round-trip times, now.
     vigil.step "tcp.measure" { instance = C.exchange_tcp_instance,
                                count = 20, interval_ms = 100 },
-    vigil.step "http.measure" { instance = "exchange_rest", count = 20,
-                                interval_ms = 100 },
+    vigil.step "http.measure" { instance = C.exchange_rest_instance,
+                                count = 20, interval_ms = 100 },
     vigil.step "ws.measure" { instance = C.exchange_ws_instance, count = 10,
                               interval_ms = 200 },
   },

@@ -11,6 +11,9 @@ local RSS = "proc.mem.rss_bytes{instance=genesis,pid=}"
 local DB = "pg.statement.mean_ms{instance=genesis_db,queryid=42}"
 local LONG = "pg.query.longest_s{instance=genesis_db}"
 local LOCKS = "pg.locks.waiting{instance=genesis_db}"
+local DB2 = "pg.statement.mean_ms{instance=genesis_db,queryid=43}"
+local FEED = "ws.ping.rtt_ms{instance=genesis_feed}"
+local REST = "http.request.total_ms{instance=exchange_rest}"
 
 test.case "high CPU and slow answers: critical, restart dry-run" {
   interval = "10s",
@@ -91,6 +94,25 @@ test.case "slow statements: critical; cancel only with a runaway found" {
   },
 }
 
+test.case "a slow statement that stops being called: resolved" {
+  interval = "10s",
+  -- The pg plugin publishes no mean for an interval without calls: the
+  -- slow statement's series simply stops. Its last mean (80 ms) must
+  -- leave the window (db_window), or the incident would never resolve.
+  input = { [DB] = "3x12 80x30 _x30", [DB2] = "3x72" },
+  expect = {
+    { at = "4m", rule = "slow_db_queries", state = "critical" },
+    -- last slow mean at 7m10s, out of the window at 8m10s, then the
+    -- clear hold (1 min)
+    { at = "9m", rule = "slow_db_queries", state = "critical" },
+    { at = "9m40s", rule = "slow_db_queries", state = "ok" },
+  },
+  incidents = {
+    { rule = "slow_db_queries", event = "opened" },
+    { rule = "slow_db_queries", event = "resolved" },
+  },
+}
+
 test.case "a query running for minutes is critical by itself" {
   interval = "10s",
   input = { [DB] = "3x40", [LONG] = "1x12 200x28" },
@@ -109,7 +131,7 @@ test.case "queries somewhat slow and waiting on locks: warning" {
 test.case "the loop blocked and events slow: critical, restart asked" {
   interval = "10s",
   input = {
-    ["genesis.loop.lag_ms"] = "5x12 400x30",
+    ["genesis.loop.lag_ms.max"] = "5x12 400x30",
     ["genesis.event.processing_ms.p95"] = "2x12 60x30",
   },
   expect = {
@@ -122,10 +144,35 @@ test.case "the loop blocked and events slow: critical, restart asked" {
   },
 }
 
+test.case "the loop blocked and the service's feed slow: critical" {
+  interval = "10s",
+  input = {
+    ["genesis.loop.lag_ms.max"] = "400x30",
+    ["genesis.event.processing_ms.p95"] = "2x30",
+    [FEED] = "250x30",
+  },
+  expect = { { at = "4m", rule = "event_loop_blocking", state = "critical" } },
+}
+
+test.case "the exchange's WebSocket slow is not the loop's doing" {
+  interval = "10s",
+  -- A blocked genesis loop delays its own pongs (genesis_feed), not the
+  -- exchange's; a slow exchange feed is network latency.
+  input = {
+    ["genesis.loop.lag_ms.max"] = "400x30",
+    ["genesis.event.processing_ms.p95"] = "2x30",
+    ["ws.ping.rtt_ms{instance=exchange_ws}"] = "250x30",
+  },
+  expect = {
+    { at = "4m", rule = "event_loop_blocking", state = "warning" },
+    { at = "4m", rule = "network_latency", state = "critical" },
+  },
+}
+
 test.case "the loop blocked, events still fast: warning" {
   interval = "10s",
   input = {
-    ["genesis.loop.lag_ms"] = "400x30",
+    ["genesis.loop.lag_ms.max"] = "400x30",
     ["genesis.event.processing_ms.p95"] = "2x30",
   },
   expect = { { at = "4m", rule = "event_loop_blocking", state = "warning" } },
@@ -145,6 +192,18 @@ test.case "a slow WebSocket feed alone is network latency too" {
   interval = "10s",
   input = { ["ws.ping.rtt_ms{instance=exchange_ws}"] = "150x30" },
   expect = { { at = "4m", rule = "network_latency", state = "critical" } },
+}
+
+test.case "the exchange's REST ping slow: network latency" {
+  interval = "10s",
+  -- api/v3/ping over a kept-alive connection is one round trip: judged
+  -- at the Network RTT row's levels (30 / 100 ms), as measure_latency.py.
+  input = { [REST] = "10x12 60x24 130x24" },
+  expect = {
+    { at = "1m50s", rule = "network_latency", state = "ok" },
+    { at = "4m30s", rule = "network_latency", state = "warning" },
+    { at = "8m30s", rule = "network_latency", state = "critical" },
+  },
 }
 
 test.case "no data from anything: every issue stays ok" {

@@ -48,11 +48,18 @@ function M.database(incident)
     out[#out + 1] = "Reduce lock contention: " .. tostring(blocking.count)
       .. " sessions wait on locks (see pg.blocking for who blocks whom)"
   end
+  -- sqlite.plan: its hints (checked against the schema, each naming the
+  -- scan and the CREATE INDEX that avoids it); a full scan without one.
   local plan = ev["sqlite.plan"]
-  for _, row in ipairs(plan and plan.plan or {}) do
+  local hints = plan and plan.hints or {}
+  for _, h in ipairs(hints) do
+    out[#out + 1] = "Add missing database indexes (SQLite): " .. tostring(h)
+  end
+  for _, row in ipairs(#hints == 0 and plan and plan.plan or {}) do
     if row.full_scan then
       out[#out + 1] = "Add missing database indexes (SQLite): "
-        .. tostring(row.detail) .. (row.hint and (": " .. row.hint) or "")
+        .. tostring(row.detail) .. " reads every row of "
+        .. tostring(row.table)
     end
   end
   return out
@@ -69,7 +76,7 @@ function M.event_loop(incident)
       .. "library: the slowest stage is " .. stage .. " (p95 "
       .. fmt(stages[1].value) .. " ms on average)"
   end
-  local lag = (incident.evidence["snapshot"] or {})["genesis.loop.lag_ms"]
+  local lag = (incident.evidence["snapshot"] or {})["genesis.loop.lag_ms.max"]
   if lag and lag.max then
     out[#out + 1] = "Break up long computations: the loop was blocked for up "
       .. "to " .. fmt(lag.max) .. " ms"

@@ -126,11 +126,19 @@ M.issues = {
   leak_slope_bytes_per_s = 1024 * 1024,    -- 1 MiB/s: 3.5 GiB an hour
   leak_window = "10m",
   leak_min_rss = 2 * GiB,
-  -- Event-loop blocking: the guide's detector reports a block over 50 ms.
+  -- Event-loop blocking: the guide's detector reports a block over 50 ms
+  -- (its longest report within loop_window).
   loop_blocked_ms = 50,
+  loop_window = "1m",
+  -- Slow database queries at the warning level need sessions waiting on
+  -- locks within lock_window.
+  lock_window = "1m",
   -- Slow database queries: a query running this long is a runaway, which
-  -- the slow_db_queries runbook may cancel.
+  -- the slow_db_queries runbook may cancel. A statement is judged by its
+  -- latest mean published within db_window (one no longer called drops
+  -- out).
   runaway_query_s = 60,
+  db_window = "1m",
   -- The CPU profile an incident takes (the checklist's is longer).
   profile_seconds = 30,
   -- How often the issues' conditions look, and how long a symptom must
@@ -163,9 +171,12 @@ M.checklists = {
   log_instance = "genesis_log",
   db_instance = "genesis_db",
   sqlite_instance = "genesis_sqlite",
+  sqlite_query = "open_orders",       -- the [plugin sqlite] query to plan
   api_instance = "genesis_api",
   exchange_tcp_instance = "exchange",
   exchange_ws_instance = "exchange_ws",
+  exchange_rest_instance = "exchange_rest",
+  feed_ws_instance = "genesis_feed",  -- the service's own WebSocket
 }
 
 return M

@@ -82,7 +82,16 @@ def test_reads(base, v, watched):
                                  "&window=1m")
     check(status == 200 and doc["series"][0]["value"] == 10 and
           doc["stat"] == "max", "query computes a window statistic")
-    status, doc = get_json(base, "/api/v1/samples?series=hello.file.*&window=1m")
+    # The points come from the store, which commits once a flush: wait
+    # (bounded) for the first one.
+    deadline = time.monotonic() + 10
+    while True:
+        status, doc = get_json(base,
+                               "/api/v1/samples?series=hello.file.*&window=1m")
+        if (status == 200 and doc["series"] and doc["series"][0]["points"]) \
+                or time.monotonic() > deadline:
+            break
+        v.pump(0.1)
     check(status == 200 and len(doc["series"]) == 1 and
           doc["series"][0]["points"] and
           doc["series"][0]["points"][-1][1] == 10,
