@@ -92,7 +92,8 @@ format-check:
 	  { echo "make format-check: run 'make format'"; exit 1; }
 
 # Each prints its figures; see bench/ for the ones that take arguments
-# (ingest.sh, probes_proc.sh) and VIGIL_BENCH_PG for bench_store.
+# (ingest.sh, probes.sh: http, ws and proc) and VIGIL_BENCH_PG for
+# bench_store.
 bench: build
 	./$(BUILD)/bench_bus
 	./$(BUILD)/bench_rules

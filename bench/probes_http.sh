@@ -7,9 +7,9 @@
 # included) over SECONDS after a warm-up. A baseline run without plugins
 # is measured the same way; the difference is the plugin's cost, printed
 # as % of one core and as CPU microseconds per request. Run twice: with
-# keep-alive connections (keep_alive = yes) and with a fresh
-# connection per request (the default: connect and
-# close every time, the worst case). Target (issue 5): under 1 % of one
+# keep-alive connections (keep_alive = yes, the default) and with a
+# fresh connection per request (keep_alive = no: connect and close every
+# time, the worst case). Target (issue 5): under 1 % of one
 # core for 100 HTTP targets at 1 s.
 #
 # Usage: bench/probes_http.sh [VIGIL_BIN] [SECONDS] [N]
@@ -45,6 +45,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class H(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     def log_message(self, *a): pass
     def do_GET(self):
         self.send_response(200)

@@ -10,9 +10,10 @@
  * VIGIL_PENDING; when it ends the sample is published and
  * host->collect_done() sets http.up and http.collect_ms.
  *
- * Each request opens a fresh connection with no DNS cache, so that the
- * DNS and connect phases are measured every time, unless keep_alive asks
- * for what a pooled client sees. Redirects are not
+ * Requests reuse their connection, as a pooled client (the guide's
+ * aiohttp session) does; keep_alive = no opens a fresh one with no DNS
+ * cache each time, so that the DNS, connect and TLS phases are measured
+ * every time (at about twice the CPU: bench/probes_http.sh). Redirects are not
  * followed: the status seen is the first response's.
  *
  * Published per request (labels: instance):
@@ -110,12 +111,12 @@ static const struct vigil_option http_options[] = {
              "the system's"},
     {.key = "keep_alive",
      .type = VIGIL_OPT_BOOL,
-     .def = "no",
+     .def = "yes",
      .offset = offsetof(struct http_config, keep_alive),
      .help = "reuse the connection between requests, as a client with a "
-             "connection pool does (dns_ms and connect_ms are then 0 on "
-             "a reused connection); by default every request opens a "
-             "fresh one"},
+             "connection pool does (dns_ms, connect_ms and tls_ms are then "
+             "0 on a reused connection); no: a fresh connection for every "
+             "request, so that those phases are measured every time"},
     {.key = NULL},
 };
 

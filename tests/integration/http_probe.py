@@ -42,6 +42,9 @@ DEADLINE_S = 30.0
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # As real servers do: headers and body leave at once, not 40 ms apart
+    # (Nagle against the client's delayed ACK on a kept-alive connection).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
@@ -199,8 +202,12 @@ interval = 300ms
             check(DELAY_MS <= mean <= DELAY_MS + 15,
                   f"total_ms mean {mean:.2f} within a few ms of {DELAY_MS}")
             ttfb = of(s, "http.request.ttfb_ms", "slow")
-            check(ttfb and all(DELAY_MS - 1 <= v <= DELAY_MS + 15
-                               for v in ttfb),
+            # libcurl stamps the phases from a cached clock: each is good
+            # to a few ms, their mean to one or two.
+            tmean = sum(ttfb) / len(ttfb) if ttfb else 0
+            check(ttfb and all(DELAY_MS - 5 <= v <= DELAY_MS + 15
+                               for v in ttfb) and
+                  DELAY_MS - 2 <= tmean <= DELAY_MS + 15,
                   f"ttfb_ms carries the server's delay: {ttfb[:5]}")
             for ph in ("dns_ms", "connect_ms", "tls_ms"):
                 v = of(s, "http.request." + ph, "slow")
