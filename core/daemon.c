@@ -764,6 +764,46 @@ static void on_probe_progress(void *arg, unsigned done, unsigned total)
     d->probe_bar = 1;
 }
 
+/* A query measured with its plan (sqlite.measure) as people read it. */
+static void print_query(const json_t *v)
+{
+    const json_t *t = json_object_get(v, "timing"), *x;
+    size_t i;
+
+    printf("Query on %s: %s\n", json_string_value(json_object_get(v, "file")),
+           json_string_value(json_object_get(v, "sql")));
+    printf("  runs: %lld ok, %lld busy, %lld errors; %lld rows, %lld rows "
+           "read by full scans\n",
+           (long long)json_integer_value(json_object_get(v, "ok")),
+           (long long)json_integer_value(json_object_get(v, "busy")),
+           (long long)json_integer_value(json_object_get(v, "errors")),
+           (long long)json_integer_value(json_object_get(v, "rows")),
+           (long long)json_integer_value(json_object_get(v, "fullscan_steps")));
+    if (json_is_object(t)) {
+        printf(
+            "  time: mean %.3f ms, stdev %.3f, min %.3f, max %.3f, P50 %.3f, "
+            "P95 %.3f, P99 %.3f\n",
+            json_number_value(json_object_get(t, "mean_ms")),
+            json_number_value(json_object_get(t, "stdev_ms")),
+            json_number_value(json_object_get(t, "min_ms")),
+            json_number_value(json_object_get(t, "max_ms")),
+            json_number_value(json_object_get(t, "p50_ms")),
+            json_number_value(json_object_get(t, "p95_ms")),
+            json_number_value(json_object_get(t, "p99_ms")));
+    }
+    printf("  plan:\n");
+    json_array_foreach(json_object_get(v, "plan"), i, x)
+    {
+        printf("    %s%s\n", json_string_value(json_object_get(x, "detail")),
+               json_is_true(json_object_get(x, "full_scan")) ? "  <- full scan"
+                                                             : "");
+    }
+    json_array_foreach(json_object_get(v, "hints"), i, x)
+    {
+        printf("  hint: %s\n", json_string_value(x));
+    }
+}
+
 static void on_probe_reply(void *arg, int status, const char *json)
 {
     struct daemon *d = arg;
@@ -778,8 +818,16 @@ static void on_probe_reply(void *arg, int status, const char *json)
         json_object_get(v, "mean_ms") != NULL) {
         print_measure(v);
         json_decref(v);
+    } else if (v != NULL && d->probe_human && json_is_object(v) &&
+               json_object_get(v, "plan") != NULL &&
+               json_object_get(v, "timing") != NULL) {
+        print_query(v);
+        json_decref(v);
     } else if (v != NULL) {
-        json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY);
+        /* 12 significant digits: 33.3451, not 33.345100000000002; epoch
+         * seconds keep their milliseconds. */
+        json_dumpf(v, stdout,
+                   JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
         fputc('\n', stdout);
         json_decref(v);
     } else if (json != NULL) {
