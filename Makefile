@@ -68,7 +68,8 @@ fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
 	cd $(FUZZ_BUILD) && ctest --output-on-failure -L fuzz
 
 run: build
-	@echo "vigil: watching this host (conf/vigil.ini); Ctrl-C stops."
+	@echo "vigil: watching this host (conf/vigil.ini): dashboard on" \
+	  "http://127.0.0.1:9470/ (the log below says where); Ctrl-C stops."
 	./$(BUILD)/vigil run -c conf/vigil.ini $(foreach s,$(RUN_PRINT),--print $(s))
 
 test: build build-asan format-check
