@@ -27,7 +27,7 @@ DEPS := build-essential cmake pkg-config clang clang-format \
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'
 
-.PHONY: all deps build build-asan fuzz run test test-unit format format-check \
+.PHONY: all deps build build-asan fuzz run test test-unit demo format format-check \
         bench install clean
 
 all: build
@@ -77,8 +77,13 @@ test: build build-asan format-check
 	cd $(ASAN_BUILD) && \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS)
+	  ctest --output-on-failure -j $(JOBS) -LE drill
 	$(MAKE) fuzz
+
+# One drill a person can watch: slow database queries, stage by stage,
+# with the dashboard's address; on a terminal each stage waits for Enter.
+demo: build
+	VIGIL_BIN=$(BUILD)/vigil tests/integration/drill_slow_db.py --demo
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j $(JOBS)

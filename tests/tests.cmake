@@ -50,6 +50,9 @@ foreach(src ${INTEG_SOURCES})
         # tests' load is what they see.
         set_tests_properties(integ_${n} PROPERTIES RUN_SERIAL TRUE)
     endif()
+    if(n MATCHES "^drill")
+        list(APPEND labels drill) # minutes each: the normal build only
+    endif()
     set_tests_properties(integ_${n} PROPERTIES LABELS "${labels}"
         TIMEOUT 300 SKIP_RETURN_CODE 77
         ENVIRONMENT "VIGIL_BIN=$<TARGET_FILE:vigil>;VIGIL_PLUGIN_DIR=${VIGIL_PLUGIN_OUT};VIGIL_SOURCE_DIR=${CMAKE_SOURCE_DIR};VIGIL_TEST_PLUGINS=${CMAKE_BINARY_DIR}/test-plugins")

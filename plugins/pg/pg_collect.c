@@ -340,7 +340,9 @@ static struct pg_stmt *pg_stmt_slot(struct pg *s, int64_t qid, const char *text)
 }
 
 /* One row of the top: calls per second and the mean time of the calls
- * since the last reading; the maximum since the statistics' reset. */
+ * since the last reading (0 when there were none: a slow statement that
+ * stops running no longer holds a rule on it critical); the maximum since
+ * the statistics' reset. */
 static void pg_stmt_row(struct pg *s, struct pg_stmt *st, const PGresult *r,
                         int row)
 {
@@ -351,9 +353,7 @@ static void pg_stmt_row(struct pg *s, struct pg_stmt *st, const PGresult *r,
     st->max_ms = pg_val(r, row, 3);
     if (st->prev_ns > 0 && s->ts_ns > st->prev_ns && dc >= 0 && dtot >= 0) {
         st->rate = dc / ((double)(s->ts_ns - st->prev_ns) / 1e9);
-        if (dc > 0) {
-            st->mean_ms = dtot / dc;
-        }
+        st->mean_ms = dc > 0 ? dtot / dc : 0.0;
     }
     pg_pub(s, st->id[0], st->rate);
     pg_pub(s, st->id[1], st->mean_ms);

@@ -169,6 +169,9 @@ vigil.runbook "slow_db_queries" {
     vigil.step "pg.running_queries" { instance = C.db_instance },
     -- 3. Check for lock contention.
     vigil.step "pg.blocking" { instance = C.db_instance },
+    -- What the slowness does to the service (timeouts, lock waits given
+    -- up): the immediate checklist's "review recent error logs".
+    recent_errors(),
   },
   short_term = {
     -- 1. The slow query log, from pg_stat_statements.
@@ -237,8 +240,10 @@ vigil.runbook "event_loop_blocking" {
                  "genesis.order.stage_ms.*", feed_ws() },
       window = "15m",
     },
-    vigil.step "ws.measure" { instance = C.feed_ws_instance, count = 5,
-                              interval_ms = 200 },
+    -- The service's pongs, now: a ping every 100 ms for 2 s, which a
+    -- loop blocked for a few hundred ms at a time cannot miss.
+    vigil.step "ws.measure" { instance = C.feed_ws_instance, count = 20,
+                              interval_ms = 100 },
     recent_errors(),
   },
   short_term = {
@@ -300,6 +305,9 @@ vigil.runbook "network_latency" {
                                 count = 20, interval_ms = 100 },
     vigil.step "ws.measure" { instance = C.exchange_ws_instance, count = 10,
                               interval_ms = 200 },
+    -- What the delay does to orders (calls to the exchange timing out):
+    -- the immediate checklist's "review recent error logs".
+    recent_errors(),
   },
   short_term = {
     -- 2. Packet loss shows as errors and reconnects; 3. connection

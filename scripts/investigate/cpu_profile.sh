@@ -36,8 +36,15 @@ if command -v perf >/dev/null 2>&1; then
         echo "perf record failed (perf_event_paranoid is $(cat /proc/sys/kernel/perf_event_paranoid 2>/dev/null))"
         exit 3
     fi
-    perf report -i "$out" --stdio --no-children --sort comm,dso,symbol \
-        --percent-limit 1 2>/dev/null | grep -v -e '^$' -e '^#' | head -n 80
+    # Where the time goes by library first (a library without symbols,
+    # such as libcrypto, would otherwise scatter over many addresses),
+    # then by function.
+    echo "by library:"
+    perf report -i "$out" --stdio --no-children --sort dso -g none \
+        --percent-limit 1 2>/dev/null | grep -v -e '^$' -e '^#' | head -n 15
+    echo "by function:"
+    perf report -i "$out" --stdio --no-children --sort dso,symbol -g none \
+        --percent-limit 1 2>/dev/null | grep -v -e '^$' -e '^#' | head -n 40
     exit 0
 fi
 echo "no profiler on this host: install py-spy (Python) or perf (linux-perf)"

@@ -197,11 +197,17 @@ def phase_statements(s, uri, conf):
           f"{tracked}")
     mark = s.mark()
     psql(uri, f"SELECT pg_sleep({SLEEP_S}); SELECT pg_sleep({SLEEP_S})")
-    means = s.wait(lambda: s.of("pg.statement.mean_ms", mark, queryid=qid,
-                                instance="main"), DEADLINE_S)
+    means = s.wait(lambda: [m for m in s.of("pg.statement.mean_ms", mark,
+                                            queryid=qid, instance="main")
+                            if m > 0], DEADLINE_S)
     check(means and all(SLEEP_S * 1000 <= m <= SLEEP_S * 1000 + 60
                         for m in means),
           f"pg.statement.mean_ms{{queryid}} of the new calls: {means}")
+    # Once the calls stop, an interval without calls says 0.
+    idle = s.wait(lambda: s.of("pg.statement.mean_ms", mark, queryid=qid,
+                               instance="main")[-1:] == [0.0], DEADLINE_S)
+    check(idle, "pg.statement.mean_ms{queryid} is 0 for an interval without "
+          "calls")
     rates = s.of("pg.statement.calls_per_s", mark, queryid=qid,
                  instance="main")
     check(rates and max(rates) > 0 and sum(r * 0.5 for r in rates) <= 4.5,

@@ -52,6 +52,7 @@ for var in ("VIGIL_BIN", "VIGIL_PLUGIN_DIR", "VIGIL_TEST_PLUGINS",
             "VIGIL_SOURCE_DIR"):
     os.environ.setdefault(var, "")
 from vigiltest import check, summary  # noqa: E402
+from vigiltest import poll as vt_poll  # noqa: E402
 
 try:
     import asyncpg
@@ -137,14 +138,9 @@ sink = Sink()
 
 
 def poll(pred, deadline_s=DEADLINE_S, every_s=0.2):
-    """pred() until it returns a true value (returned) or the deadline
-    passes (None)."""
-    end = time.monotonic() + deadline_s
-    while True:
-        r = pred()
-        if r or time.monotonic() > end:
-            return r or None
-        sink.pace(every_s)
+    """pred() until it returns a true value or the deadline passes; paced
+    by the datagrams that arrive."""
+    return vt_poll(pred, deadline_s, lambda: sink.pace(every_s))
 
 
 def seen(name, pred, deadline_s=DEADLINE_S, **tags):

@@ -29,6 +29,18 @@ def check(cond, what):
         print("ok:", what)
 
 
+def poll(pred, deadline_s, pace=lambda: time.sleep(0.2)):
+    """pred() until it returns a true value (returned) or deadline_s
+    passes (None); pace() between tries sets the pace of the poll (it is
+    not a synchronisation: the deadline is the functional bound)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        r = pred()
+        if r or time.monotonic() > end:
+            return r or None
+        pace()
+
+
 def write(d, name, text):
     path = os.path.join(d, name)
     with open(path, "w") as f:
