@@ -32,10 +32,95 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dlfcn.h>
 #include <libpq-fe.h>
 
 #include "clock.h"
 #include "log.h"
+
+/*
+ * libpq is loaded when a PostgreSQL store is opened, not linked: with its
+ * dependencies (GnuTLS through LDAP, Kerberos, p11-kit) it costs a few
+ * megabytes of resident memory that an agent on its SQLite store should
+ * not pay. Every libpq function used here goes through a pointer of the
+ * same type, filled by pq_load(); the names below make the code read as
+ * plain libpq.
+ */
+// clang-format off
+#define PQ_FUNCS(X) \
+    X(PQclear) \
+    X(PQntuples) \
+    X(PQstatus) \
+    X(PQgetvalue) \
+    X(PQgetisnull) \
+    X(PQexecParams) \
+    X(PQreset) \
+    X(PQfinish) \
+    X(PQerrorMessage) \
+    X(PQtransactionStatus) \
+    X(PQsetNoticeProcessor) \
+    X(PQresultStatus) \
+    X(PQresultErrorField) \
+    X(PQprepare) \
+    X(PQfreemem) \
+    X(PQexecPrepared) \
+    X(PQexec) \
+    X(PQconninfoParse) \
+    X(PQconninfoFree) \
+    X(PQconnectdbParams) \
+    X(PQcmdTuples)
+// clang-format on
+#define PQ_DECLARE(f) static __typeof__(f) *pq_##f;
+PQ_FUNCS(PQ_DECLARE)
+#undef PQ_DECLARE
+#define PQ_RENAME(f) pq_##f
+#define PQclear PQ_RENAME(PQclear)
+#define PQntuples PQ_RENAME(PQntuples)
+#define PQstatus PQ_RENAME(PQstatus)
+#define PQgetvalue PQ_RENAME(PQgetvalue)
+#define PQgetisnull PQ_RENAME(PQgetisnull)
+#define PQexecParams PQ_RENAME(PQexecParams)
+#define PQreset PQ_RENAME(PQreset)
+#define PQfinish PQ_RENAME(PQfinish)
+#define PQerrorMessage PQ_RENAME(PQerrorMessage)
+#define PQtransactionStatus PQ_RENAME(PQtransactionStatus)
+#define PQsetNoticeProcessor PQ_RENAME(PQsetNoticeProcessor)
+#define PQresultStatus PQ_RENAME(PQresultStatus)
+#define PQresultErrorField PQ_RENAME(PQresultErrorField)
+#define PQprepare PQ_RENAME(PQprepare)
+#define PQfreemem PQ_RENAME(PQfreemem)
+#define PQexecPrepared PQ_RENAME(PQexecPrepared)
+#define PQexec PQ_RENAME(PQexec)
+#define PQconninfoParse PQ_RENAME(PQconninfoParse)
+#define PQconninfoFree PQ_RENAME(PQconninfoFree)
+#define PQconnectdbParams PQ_RENAME(PQconnectdbParams)
+#define PQcmdTuples PQ_RENAME(PQcmdTuples)
+
+/* Load libpq once (never unloaded); 0, or VIGIL_EIO with the reason. */
+static int pq_load(struct vigil_err *err)
+{
+    static void *lib;
+    void *h;
+
+    if (lib != NULL) {
+        return 0;
+    }
+    h = dlopen("libpq.so.5", RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        return err_set(err, VIGIL_EIO,
+                       "store: a PostgreSQL store needs libpq (Debian: "
+                       "libpq5): %s",
+                       dlerror());
+    }
+#define PQ_LOAD(f)                                                             \
+    if ((pq_##f = (__typeof__(pq_##f))dlsym(h, #f)) == NULL) {                 \
+        return err_set(err, VIGIL_EIO, "store: libpq has no %s", #f);          \
+    }
+    PQ_FUNCS(PQ_LOAD)
+#undef PQ_LOAD
+    lib = h;
+    return 0;
+}
 
 /* Samples per INSERT: three text arrays of this many elements. */
 #define PG_ROWS 4096
@@ -1194,8 +1279,13 @@ static char *pg_describe(const char *path, struct vigil_err *err)
     char *msg = NULL, *name;
     const char *user = NULL, *host = NULL, *addr = NULL, *port = NULL;
     const char *db = NULL;
-    PQconninfoOption *opts = PQconninfoParse(path, &msg);
+    PQconninfoOption *opts;
     size_t size;
+
+    if (pq_load(err) != 0) {
+        return NULL;
+    }
+    opts = PQconninfoParse(path, &msg);
 
     if (opts == NULL) {
         char line[VIGIL_ERR_MAX];
@@ -1258,6 +1348,10 @@ static int pg_open_conn(struct store *s, PGconn **out, struct vigil_err *err)
 static int pg_open(struct store *s, const char *path, struct vigil_err *err)
 {
     int status;
+
+    if (pq_load(err) != 0) {
+        return VIGIL_EIO;
+    }
 
     s->be = calloc(1, sizeof(*s->be));
     if (s->be == NULL || (s->be->uri = store_strdup(path)) == NULL) {

@@ -11,6 +11,10 @@ foreach(src ${UNIT_SOURCES})
     get_filename_component(n ${src} NAME_WE)
     add_executable(${n} ${src})
     target_link_libraries(${n} PRIVATE vigil_core PkgConfig::CMOCKA)
+    if(n STREQUAL "test_store")
+        # It prepares its PostgreSQL database with libpq itself.
+        target_link_libraries(${n} PRIVATE PkgConfig::PQ)
+    endif()
     add_test(NAME unit_${n} COMMAND ${n})
     set_tests_properties(unit_${n} PROPERTIES LABELS unit TIMEOUT 120
         ENVIRONMENT "VIGIL_TEST_PLUGINS=${CMAKE_BINARY_DIR}/test-plugins;VIGIL_PLUGIN_DIR=${VIGIL_PLUGIN_OUT};VIGIL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
@@ -108,3 +112,10 @@ add_test(NAME unit_test_store_pg
                  $<TARGET_FILE:test_store>)
 set_tests_properties(unit_test_store_pg PROPERTIES FIXTURES_REQUIRED pg
     LABELS "unit;pg" TIMEOUT 300)
+# The daemon itself on that server: it loads libpq only for such a store.
+add_test(NAME integ_store_pg_daemon
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/pg/run.sh ${VIGIL_PG_STATE}
+                 ${CMAKE_SOURCE_DIR}/tests/pg/daemon_store.py)
+set_tests_properties(integ_store_pg_daemon PROPERTIES FIXTURES_REQUIRED pg
+    LABELS "integration;pg" TIMEOUT 120
+    ENVIRONMENT "VIGIL_BIN=$<TARGET_FILE:vigil>;VIGIL_PLUGIN_DIR=${VIGIL_PLUGIN_OUT};VIGIL_SOURCE_DIR=${CMAKE_SOURCE_DIR};VIGIL_TEST_PLUGINS=${CMAKE_BINARY_DIR}/test-plugins")
