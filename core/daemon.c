@@ -1036,36 +1036,16 @@ static int daemon_setup(struct daemon *d, const struct daemon_opts *o,
     return 0;
 }
 
-int daemon_run(const struct daemon_opts *o)
+/* What runs once the plugins have started: the rules (vigil run), or
+ * one diagnostic (vigil probe), or one runbook's steps (vigil
+ * investigate). */
+static void start_mode(struct daemon *d, const struct daemon_opts *o)
 {
-    struct daemon *d = calloc(1, sizeof(*d));
-    struct cfg_diag *diag = malloc(sizeof(*diag));
-    unsigned running, failed;
-    int rc = 1;
-
-    if (d == NULL || diag == NULL || uv_loop_init(&d->loop) != 0) {
-        free(d);
-        free(diag);
-        return 1;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    cfg_diag_init(diag);
-    rc = daemon_setup(d, o, diag);
-    if (rc != 0) {
-        report_diag(diag);
-        goto out;
-    }
-    start_handles(d, o);
-    d->handles_up = 1;
-    if (d->http != NULL) {
-        http_start(d->http); /* logs the dashboard's address, or why not */
-    }
-    plug_set_start(d->plugs);
+    d->opts = o;
     if (o->probe != NULL) {
         d->probe_rc = -1; /* no reply yet */
         d->probe_human = o->probe_human;
         d->probe_tty = o->probe_human && isatty(STDERR_FILENO);
-        d->opts = o;
         if (o->probe_delay_ms > 0) {
             uv_timer_start(&d->probe_timer, on_probe_timer,
                            (uint64_t)o->probe_delay_ms, 0);
@@ -1074,27 +1054,19 @@ int daemon_run(const struct daemon_opts *o)
         }
     } else if (o->investigate != NULL) {
         /* No rule runs: an investigation opens no other incident. */
-        d->opts = o;
         *o->investigated = 0;
         uv_timer_start(&d->probe_timer, on_investigate_timer,
                        (uint64_t)o->probe_delay_ms, 0);
     } else {
         rb_engine_start(d->rules);
     }
-    plug_set_counts(d->plugs, &running, &failed);
-    log_info("core",
-             "vigil %s running: config %s, %u plugin instances "
-             "(%u failed), %u series, actions %s; incidents: vigil "
-             "incidents list -c %s",
-             VIGIL_VERSION, cfg_path(d->cfg), running, failed,
-             bus_series_count(d->bus),
-             d->aconf.mode == INC_MODE_ON        ? "on"
-             : d->aconf.mode == INC_MODE_DRY_RUN ? "dry-run"
-                                                 : "off",
-             o->config_path ? o->config_path : "FILE");
-    uv_run(&d->loop, UV_RUN_DEFAULT);
-    rc = o->probe != NULL ? d->probe_rc : 0;
-out:
+}
+
+/* Stop what is still running (after a failed setup), let every close
+ * callback run, free everything and check that the loop closes; frees d.
+ * Returns rc, or 1 when handles were left open. */
+static int teardown(struct daemon *d, int rc)
+{
     if (!d->stopping) { /* setup failed: stop what it started */
         http_stop(d->http);
         plug_set_stop(d->plugs);
@@ -1120,8 +1092,52 @@ out:
         uv_walk(&d->loop, log_open_handle, NULL);
         rc = rc ? rc : 1;
     }
-    free(diag);
     free(d);
+    return rc;
+}
+
+int daemon_run(const struct daemon_opts *o)
+{
+    struct daemon *d = calloc(1, sizeof(*d));
+    struct cfg_diag *diag = malloc(sizeof(*diag));
+    unsigned running, failed;
+    int rc = 1;
+
+    if (d == NULL || diag == NULL || uv_loop_init(&d->loop) != 0) {
+        free(d);
+        free(diag);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    cfg_diag_init(diag);
+    rc = daemon_setup(d, o, diag);
+    if (rc != 0) {
+        report_diag(diag);
+        goto out;
+    }
+    start_handles(d, o);
+    d->handles_up = 1;
+    if (d->http != NULL) {
+        http_start(d->http); /* logs the dashboard's address, or why not */
+    }
+    plug_set_start(d->plugs);
+    start_mode(d, o);
+    plug_set_counts(d->plugs, &running, &failed);
+    log_info("core",
+             "vigil %s running: config %s, %u plugin instances "
+             "(%u failed), %u series, actions %s; incidents: vigil "
+             "incidents list -c %s",
+             VIGIL_VERSION, cfg_path(d->cfg), running, failed,
+             bus_series_count(d->bus),
+             d->aconf.mode == INC_MODE_ON        ? "on"
+             : d->aconf.mode == INC_MODE_DRY_RUN ? "dry-run"
+                                                 : "off",
+             o->config_path ? o->config_path : "FILE");
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    rc = o->probe != NULL ? d->probe_rc : 0;
+out:
+    rc = teardown(d, rc);
+    free(diag);
     return rc;
 }
 
