@@ -258,6 +258,39 @@ struct vigil_host {
     void (*progress)(vigil_request *req, unsigned done, unsigned total);
 };
 
+/* Intern n unlabelled series, names[i] into ids[i]; 0 or the first
+ * error (the rest are then not interned). */
+static inline int vigil_series_names(const struct vigil_host *host,
+                                     vigil_instance *inst,
+                                     const char *const *names, size_t n,
+                                     vigil_series_id *ids)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = host->series(inst, names[i], NULL, 0, &ids[i]);
+    }
+    return rc;
+}
+
+/* Intern one series per value of one label (errors_total by class):
+ * name{key=values[i]} into ids[i]; 0 or the first error. */
+static inline int vigil_series_by_label(const struct vigil_host *host,
+                                        vigil_instance *inst, const char *name,
+                                        const char *key,
+                                        const char *const *values, size_t n,
+                                        vigil_series_id *ids)
+{
+    struct vigil_label l = {.key = key};
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        l.value = values[i];
+        rc = host->series(inst, name, &l, 1, &ids[i]);
+    }
+    return rc;
+}
+
 /* host->progress when this core has it; nothing otherwise. */
 static inline void vigil_progress(const struct vigil_host *host,
                                   vigil_request *req, unsigned done,

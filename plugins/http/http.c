@@ -889,18 +889,13 @@ static int http_config_check(struct http *s, const struct http_config *cfg)
 
 static int http_series_create(struct http *s)
 {
-    struct vigil_label l = {.key = "class"};
-    size_t i;
-    int rc = 0;
+    int rc = vigil_series_names(s->host, s->inst, http_series_names, HTTP_NS,
+                                s->series);
 
-    for (i = 0; rc == 0 && i < HTTP_NS; i++) {
-        rc = s->host->series(s->inst, http_series_names[i], NULL, 0,
-                             &s->series[i]);
-    }
-    for (i = 0; rc == 0 && i < HTTP_NERR; i++) {
-        l.value = http_err_names[i];
-        rc = s->host->series(s->inst, "http.request.errors_total", &l, 1,
-                             &s->err_series[i]);
+    if (rc == 0) {
+        rc = vigil_series_by_label(s->host, s->inst,
+                                   "http.request.errors_total", "class",
+                                   http_err_names, HTTP_NERR, s->err_series);
     }
     if (rc != 0) {
         s->host->log(s->inst, VIGIL_LOG_ERROR, "cannot create series: %s",

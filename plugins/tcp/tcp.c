@@ -625,9 +625,7 @@ static int tcp_init(const struct vigil_host *host, vigil_instance *inst,
                     const void *config, void **state)
 {
     const struct tcp_config *cfg = config;
-    struct vigil_label l = {.key = "class"};
     struct tcp *s;
-    size_t i;
     int rc = 0;
 
     if (host->struct_size < offsetof(struct vigil_host, instance_name) +
@@ -657,10 +655,10 @@ static int tcp_init(const struct vigil_host *host, vigil_instance *inst,
     s->inst = inst;
     s->cfg = cfg;
     rc = host->series(inst, "tcp.connect.time_ms", NULL, 0, &s->time_series);
-    for (i = 0; rc == 0 && i < TCP_NERR; i++) {
-        l.value = tcp_err_names[i];
-        rc = host->series(inst, "tcp.connect.errors_total", &l, 1,
-                          &s->err_series[i]);
+    if (rc == 0) {
+        rc = vigil_series_by_label(host, inst, "tcp.connect.errors_total",
+                                   "class", tcp_err_names, TCP_NERR,
+                                   s->err_series);
     }
     if (rc != 0) {
         host->log(inst, VIGIL_LOG_ERROR, "cannot create series: %s",

@@ -325,18 +325,13 @@ static int ws_config_check(struct ws *s, const struct ws_config *cfg)
 
 static int ws_series_create(struct ws *s)
 {
-    struct vigil_label l = {.key = "class"};
-    size_t i;
-    int rc = 0;
+    int rc = vigil_series_names(s->host, s->inst, ws_series_names, WS_NSER,
+                                s->series);
 
-    for (i = 0; rc == 0 && i < WS_NSER; i++) {
-        rc = s->host->series(s->inst, ws_series_names[i], NULL, 0,
-                             &s->series[i]);
-    }
-    for (i = 0; rc == 0 && i < WS_NERR; i++) {
-        l.value = ws_err_names[i];
-        rc = s->host->series(s->inst, "ws.connection.errors_total", &l, 1,
-                             &s->err_series[i]);
+    if (rc == 0) {
+        rc = vigil_series_by_label(s->host, s->inst,
+                                   "ws.connection.errors_total", "class",
+                                   ws_err_names, WS_NERR, s->err_series);
     }
     if (rc != 0) {
         s->host->log(s->inst, VIGIL_LOG_ERROR, "cannot create series: %s",
