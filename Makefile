@@ -12,29 +12,32 @@ export VIGIL_FUZZ_SECONDS
 JOBS       ?= $(shell nproc)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Debian 12 packages needed to build and test. Each later module adds its
-# own here, with the reason in docs/dependencies.md.
-DEPS := build-essential cmake pkg-config clang clang-format \
-        libclang-rt-14-dev \
+# Debian 12 packages: what building and running need (`make run`), and
+# what the tests add (`make test`): servers and peers they talk to, the
+# sanitizer and fuzzing runtime, the format check. The reasons are in
+# docs/dependencies.md.
+DEPS_BUILD := build-essential cmake pkg-config \
         libuv1-dev libinih-dev liblua5.4-dev libsqlite3-dev libjansson-dev \
-        libcmocka-dev python3 \
-        libcurl4-openssl-dev python3-prometheus-client \
-        libpq-dev postgresql postgresql-contrib \
-        libwebsockets-dev libwebsockets-evlib-uv libssl-dev python3-websockets \
-        openssl sqlite3 prometheus chromium \
+        libcmocka-dev libcurl4-openssl-dev libpq-dev \
+        libwebsockets-dev libwebsockets-evlib-uv libssl-dev
+DEPS_TEST := clang clang-format libclang-rt-14-dev python3 \
+        python3-prometheus-client postgresql postgresql-contrib \
+        python3-websockets openssl sqlite3 prometheus chromium \
         python3-aiohttp python3-asyncpg iproute2
 
 RUN_PRINT := 'sys.cpu.busy_pct{cpu=total}' 'sys.mem.used_pct' \
              'sys.load.avg1' 'vigil.loop.lag_ms' 'vigil.process.*'
 
-.PHONY: all deps build build-asan fuzz run test test-unit demo format format-check \
+.PHONY: all deps deps-build build build-asan fuzz run test test-unit demo format format-check \
         bench install clean
 
 all: build
 
-# Installs only what is missing, without prompting; idempotent.
-deps:
-	@missing=""; for p in $(DEPS); do \
+# Installs only what is missing, without prompting; idempotent. npm
+# (for the dashboard's uPlot) comes from Debian only when no npm is there:
+# a NodeSource nodejs conflicts with Debian's npm.
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
 	    grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -45,6 +48,13 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    --no-install-recommends $$missing; \
 	fi
+endef
+
+deps-build:
+	$(call install_missing,$(DEPS_BUILD))
+
+deps:
+	$(call install_missing,$(DEPS_BUILD) $(DEPS_TEST))
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -57,10 +67,10 @@ $(FUZZ_BUILD)/CMakeCache.txt:
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DVIGIL_FUZZ=ON
 
-build: deps $(BUILD)/CMakeCache.txt
+build: deps-build $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-build-asan: deps $(ASAN_BUILD)/CMakeCache.txt
+build-asan: deps-build $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 fuzz: deps $(FUZZ_BUILD)/CMakeCache.txt
@@ -72,7 +82,7 @@ run: build
 	  "http://127.0.0.1:9470/ (the log below says where); Ctrl-C stops."
 	./$(BUILD)/vigil run -c conf/vigil.ini $(foreach s,$(RUN_PRINT),--print $(s))
 
-test: build build-asan format-check
+test: deps build build-asan format-check
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN_BUILD) && \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
@@ -82,18 +92,18 @@ test: build build-asan format-check
 
 # One drill a person can watch: slow database queries, stage by stage,
 # with the dashboard's address; on a terminal each stage waits for Enter.
-demo: build
+demo: deps build
 	VIGIL_BIN=$(BUILD)/vigil tests/integration/drill_slow_db.py --demo
 
-test-unit: build
+test-unit: deps build
 	cd $(BUILD) && ctest --output-on-failure -L unit -j $(JOBS)
 
 SOURCES = $(shell git ls-files --cached --others --exclude-standard '*.c' '*.h' 2>/dev/null)
 
-format:
+format: deps
 	clang-format -i $(SOURCES)
 
-format-check:
+format-check: deps
 	@clang-format --dry-run --Werror $(SOURCES) || \
 	  { echo "make format-check: run 'make format'"; exit 1; }
 
