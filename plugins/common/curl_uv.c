@@ -10,7 +10,9 @@
  */
 #include "curl_uv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <vigil/plugin.h>
 
@@ -369,4 +371,45 @@ CURLcode curl_uv_easy_defaults(CURL *e, const char *url, int64_t timeout_ms,
         c = curl_easy_setopt(e, CURLOPT_CAINFO, ca_file);
     }
     return c;
+}
+
+int curl_uv_url_shown(const struct vigil_host *host, vigil_instance *inst,
+                      const char *url, const char *what, char *shown,
+                      size_t size)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *text = NULL;
+    CURLUcode uc;
+    int rc = VIGIL_ECONFIG;
+
+    if (u == NULL) {
+        host->log(inst, VIGIL_LOG_ERROR, "out of memory");
+        return VIGIL_ENOMEM;
+    }
+    uc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (uc != CURLUE_OK) {
+        /* The core's log redacts a password in the URL. */
+        host->log(inst, VIGIL_LOG_ERROR, "url '%s': %s", url,
+                  curl_url_strerror(uc));
+        goto out;
+    }
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
+        host->log(inst, VIGIL_LOG_ERROR,
+                  "url: only http:// and https:// can be %s", what);
+        goto out;
+    }
+    curl_url_set(u, CURLUPART_USER, NULL, 0);
+    curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+    if (curl_url_get(u, CURLUPART_URL, &text, 0) != CURLUE_OK) {
+        host->log(inst, VIGIL_LOG_ERROR, "url: cannot be read back");
+        goto out;
+    }
+    snprintf(shown, size, "%s", text);
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(text);
+    curl_url_cleanup(u);
+    return rc;
 }

@@ -36,6 +36,7 @@
 
 #include <curl/curl.h>
 #include <uv.h>
+#include <vigil/plugin.h>
 
 struct curl_uv;
 struct curl_uv_xfer;
@@ -109,5 +110,13 @@ int curl_uv_active(const struct curl_uv_xfer *x);
 /* Cancel every transfer (no callbacks), close every uv handle and free
  * the driver once their close callbacks have run. NULL is fine. */
 void curl_uv_close(struct curl_uv *cu);
+
+/* Check that url is an http:// or https:// URL and write it without
+ * user and password into shown (for messages); 0, VIGIL_ECONFIG after
+ * logging why ("cannot be <what>" names the plugin's use of it), or
+ * VIGIL_ENOMEM. */
+int curl_uv_url_shown(const struct vigil_host *host, vigil_instance *inst,
+                      const char *url, const char *what, char *shown,
+                      size_t size);
 
 #endif /* CURL_UV_H */

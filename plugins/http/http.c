@@ -803,46 +803,6 @@ static void http_destroy(void *state)
     free(s);
 }
 
-/* The URL without user and password, for messages; 0 or VIGIL_ECONFIG
- * when it is not an http(s) URL. */
-static int http_url_check(struct http *s, const char *url)
-{
-    CURLU *u = curl_url();
-    char *scheme = NULL, *shown = NULL;
-    CURLUcode uc;
-    int rc = VIGIL_ECONFIG;
-
-    if (u == NULL) {
-        s->host->log(s->inst, VIGIL_LOG_ERROR, "out of memory");
-        return VIGIL_ENOMEM;
-    }
-    uc = curl_url_set(u, CURLUPART_URL, url, 0);
-    if (uc != CURLUE_OK) {
-        s->host->log(s->inst, VIGIL_LOG_ERROR, "url '%s': %s", url,
-                     curl_url_strerror(uc));
-        goto out;
-    }
-    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) {
-        s->host->log(s->inst, VIGIL_LOG_ERROR,
-                     "url: only http:// and https:// can be probed");
-        goto out;
-    }
-    curl_url_set(u, CURLUPART_USER, NULL, 0);
-    curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
-    if (curl_url_get(u, CURLUPART_URL, &shown, 0) != CURLUE_OK) {
-        s->host->log(s->inst, VIGIL_LOG_ERROR, "url: cannot be read back");
-        goto out;
-    }
-    snprintf(s->url, sizeof(s->url), "%s", shown);
-    rc = 0;
-out:
-    curl_free(scheme);
-    curl_free(shown);
-    curl_url_cleanup(u);
-    return rc;
-}
-
 /* Check the options that the core cannot. */
 static int http_config_check(struct http *s, const struct http_config *cfg)
 {
@@ -929,7 +889,8 @@ static int http_init(const struct vigil_host *host, vigil_instance *inst,
 
     rc = http_config_check(s, cfg);
     if (rc == 0) {
-        rc = http_url_check(s, cfg->url);
+        rc = curl_uv_url_shown(s->host, s->inst, cfg->url, "probed", s->url,
+                               sizeof(s->url));
     }
     if (rc == 0) {
         rc = http_series_create(s);
